@@ -1,0 +1,133 @@
+"""Training samples: annotation records -> cropped image + multi-round instruction + labels.
+
+An epoch is a list of (instance, keypoint group) samples built by `plan_epoch` (Sec. 3.3: every
+labelled keypoint that lies in the crop is asked once; the instance repeats once per group).
+Everything random is a pure function of (seed, epoch, sample index): the grouping, the
+augmentation of sample i, and the order (`epoch_order`). That is what makes `--resume` exact:
+the loop only needs to remember the epoch and how many batches of it are done.
+
+Batches are dicts: pixel_values [B,3,S,S], input_ids [B,T], attention_mask [B,T], labels [B,T];
+text is padded on the RIGHT (image tokens precede it, see capellm.model.capellm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from capellm.data.categories import Category, CategoryError, load_categories, mp100_categories
+from capellm.data.coco import Instance, KeypointDataset
+from capellm.data.instructions import (IGNORE_INDEX, InstructionConfig, PromptFormat, SegmentTokenizer,
+                                       plan_groups, render_conversation)
+from capellm.data.transforms import CropConfig, apply_affine, crop_instance, crop_matrix, load_image
+
+
+def categories_for(dataset: KeypointDataset, source: str) -> dict[int, Category]:
+    """The Category of every category id in `dataset`.
+
+    source: "mp100" (the shipped files, matched by id) or a folder of YAML files (matched by id when
+    the file has one, else by name). Keypoint counts are checked against the annotations.
+    """
+    if source == "mp100":
+        by_id, by_name = mp100_categories(), {}
+    else:
+        if not Path(source).is_dir():
+            raise CategoryError(f"{source}: category folder not found (data.categories)")
+        by_name = load_categories(source)
+        by_id = {c.id: c for c in by_name.values() if c.id is not None}
+    out = {}
+    for cid in dataset.category_ids():
+        name = dataset.categories[cid].get("name", "")
+        cat = by_id.get(cid) or by_name.get(name)
+        if cat is None:
+            raise CategoryError(f"{dataset.path}: category id {cid} ('{name}') has no category file in {source}")
+        cat.check_num_keypoints(dataset.num_keypoints[cid], where=f"{dataset.path} (category {cid})")
+        out[cid] = cat
+    return out
+
+
+def labelled_in_crop(inst: Instance, crop: CropConfig) -> np.ndarray:
+    """Indices of the keypoints that are labelled and inside the un-augmented crop."""
+    m = crop_matrix(inst.bbox, crop.input_size, crop.padding)
+    p = apply_affine(inst.keypoints, m) / crop.input_size
+    inside = (p >= 0).all(1) & (p <= 1).all(1)
+    return np.flatnonzero(inst.visible & inside)
+
+
+@dataclass(frozen=True)
+class Sample:
+    instance: int           # index into the instance list
+    keypoints: tuple[int, ...]
+
+
+def plan_epoch(instances: list[Instance], crop: CropConfig, k: int, seed: int, epoch: int) -> list[Sample]:
+    rng = np.random.default_rng([seed, epoch, 0x5EED])
+    samples = []
+    for i, inst in enumerate(instances):
+        for g in plan_groups(labelled_in_crop(inst, crop), k, rng):
+            samples.append(Sample(i, tuple(g)))
+    return samples
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+class InstructionDataset(torch.utils.data.Dataset):
+    def __init__(self, instances: list[Instance], categories: dict[int, Category], crop: CropConfig,
+                 instruction: InstructionConfig, fmt: PromptFormat, segment_tokenizer: SegmentTokenizer,
+                 seed: int = 0, augment: bool = True):
+        self.instances = instances
+        self.categories = categories
+        self.crop = crop
+        self.instruction = instruction
+        self.fmt = fmt
+        self.segment_tokenizer = segment_tokenizer
+        self.seed = seed
+        self.augment = augment and crop.augment
+        self.epoch = -1
+        self.samples: list[Sample] = []
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.samples = plan_epoch(self.instances, self.crop, self.instruction.k, self.seed, epoch)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> dict:
+        s = self.samples[i]
+        inst = self.instances[s.instance]
+        cat = self.categories[inst.category_id]
+        image = load_image(inst.image_path)
+        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.augment else None
+        crop = crop_instance(image, inst.bbox, inst.keypoints, inst.visible, self.crop, rng)
+        ask = [kp for kp in s.keypoints if crop.in_crop[kp]]
+        if not ask:  # augmentation pushed every planned point out: use the plain crop
+            crop = crop_instance(image, inst.bbox, inst.keypoints, inst.visible, self.crop, None)
+            ask = list(s.keypoints)
+        segs = render_conversation(cat, ask, crop.keypoints[ask], self.instruction, self.fmt)
+        ids, labels = self.segment_tokenizer(segs)
+        return {"pixel_values": crop.pixel_values, "input_ids": ids, "labels": labels}
+
+
+def collate(items: list[dict], pad_id: int) -> dict:
+    """Right-pad text; the image tokens that precede it all have the same length."""
+    t = max(len(x["input_ids"]) for x in items)
+    b = len(items)
+    ids = torch.full((b, t), pad_id, dtype=torch.long)
+    labels = torch.full((b, t), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((b, t), dtype=torch.long)
+    for i, x in enumerate(items):
+        n = len(x["input_ids"])
+        ids[i, :n] = torch.tensor(x["input_ids"])
+        labels[i, :n] = torch.tensor(x["labels"])
+        mask[i, :n] = 1
+    return {"pixel_values": torch.stack([x["pixel_values"] for x in items]), "input_ids": ids,
+            "attention_mask": mask, "labels": labels}

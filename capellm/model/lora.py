@@ -1,0 +1,106 @@
+"""LoRA: low-rank adapters on chosen linear layers (Hu et al. 2021), as CapeLLM applies them.
+
+CapeLLM puts rank-8 adapters on the query and value projections of both the vision encoder and
+the LLM. We implement LoRA here rather than through `peft` because it is small, because the
+adapters must live in our own checkpoint format (safetensors of trainable tensors only), and so
+that any Hugging Face module tree works the same way: targets are matched by the last component
+of a module's name (`q_proj`, `v_proj`, `query`, `value`, ...).
+
+    y = W x + (alpha / r) * B(A(dropout(x)))      A: [r, in], B: [out, r], B initialised to 0
+
+so a freshly wrapped model computes exactly what the base model computes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LoRAConfig:
+    rank: int = 8                    # r; CapeLLM uses 8
+    alpha: float = 16.0              # scale = alpha / rank
+    dropout: float = 0.05            # on the adapter's input only
+    targets: tuple[str, ...] = ("q_proj", "v_proj", "query", "value")  # module-name suffixes
+
+    def __post_init__(self):
+        if self.rank < 1:
+            raise ValueError(f"lora.rank must be >= 1, got {self.rank}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+        if not self.targets:
+            raise ValueError("lora.targets must name at least one module suffix")
+
+
+class LoRALinear(nn.Module):
+    """A frozen nn.Linear plus a trainable low-rank update."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float):
+        super().__init__()
+        self.base = base
+        self.rank = rank
+        self.scale = alpha / rank
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, dtype=base.weight.dtype,
+                                               device=base.weight.device))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, dtype=base.weight.dtype,
+                                               device=base.weight.device))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.merged = False
+
+    @property
+    def weight(self) -> torch.Tensor:  # some HF code reads .weight of projections (dtype checks)
+        return self.base.weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        if self.merged:
+            return out
+        a = self.lora_A.to(x.dtype)
+        b = self.lora_B.to(x.dtype)
+        return out + (self.dropout(x) @ a.t() @ b.t()) * self.scale
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold B @ A into the base weight (for fast inference); `unmerge` undoes it."""
+        if not self.merged:
+            self.base.weight += (self.lora_B @ self.lora_A).to(self.base.weight.dtype) * self.scale
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if self.merged:
+            self.base.weight -= (self.lora_B @ self.lora_A).to(self.base.weight.dtype) * self.scale
+            self.merged = False
+
+
+def apply_lora(module: nn.Module, cfg: LoRAConfig) -> list[str]:
+    """Wrap every nn.Linear whose name ends with one of cfg.targets; returns the wrapped names.
+
+    Raises if nothing matched: a typo in `targets` must not silently train nothing.
+    """
+    wrapped = []
+    for name, child in list(module.named_modules()):
+        if isinstance(child, nn.Linear) and name.split(".")[-1] in cfg.targets:
+            parent_name, _, attr = name.rpartition(".")
+            parent = module.get_submodule(parent_name) if parent_name else module
+            setattr(parent, attr, LoRALinear(child, cfg.rank, cfg.alpha, cfg.dropout))
+            wrapped.append(name)
+    if not wrapped:
+        linear = sorted({n.split(".")[-1] for n, m in module.named_modules() if isinstance(m, nn.Linear)})
+        raise ValueError(f"LoRA targets {list(cfg.targets)} match no linear layer of "
+                         f"{type(module).__name__}; its linear layers are named {linear}")
+    return wrapped
+
+
+def lora_modules(module: nn.Module) -> list[LoRALinear]:
+    return [m for m in module.modules() if isinstance(m, LoRALinear)]
+
+
+def set_merged(module: nn.Module, merged: bool) -> None:
+    for m in lora_modules(module):
+        m.merge() if merged else m.unmerge()
