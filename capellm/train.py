@@ -158,8 +158,10 @@ def train(cfg: RunConfig, resume: bool = False, stop_after_steps: int | None = N
     while state.step < total:
         ds.set_epoch(state.epoch)
         batches = epoch_batches(len(ds), cfg, state.epoch, accelerator.process_index, accelerator.num_processes)
+        # own generator: creating a loader must not draw from the global RNG (exact resume)
         loader = torch.utils.data.DataLoader(ds, batch_sampler=batches[state.batch:], num_workers=t.num_workers,
-                                             collate_fn=lambda items: collate(items, pad_id))
+                                             collate_fn=lambda items: collate(items, pad_id),
+                                             generator=torch.Generator().manual_seed(t.seed + state.epoch))
         for batch in loader:
             # micro-steps of the optimiser step this batch belongs to (the epoch's last may be short)
             group_start = (state.batch // t.grad_accum) * t.grad_accum

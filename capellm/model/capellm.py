@@ -91,6 +91,11 @@ class CapeLLM(nn.Module):
             _set_trainable(module, mode == "full")
             if mode == "lora":
                 apply_lora(module, lora)
+        # masked-image-modelling tokens (DINOv2's mask_token) never take part in our forward;
+        # trainable but unused parameters would stall DDP's gradient reduction
+        for name, p in self.vision.named_parameters():
+            if name.endswith("mask_token"):
+                p.requires_grad_(False)
         _set_trainable(self.projector, self.cfg.projector.mode == "full")
         if self.cfg.llm.gradient_checkpointing:
             self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

@@ -1,0 +1,201 @@
+"""Invariants of the composed model: loss only on answers, decoding with the KV cache equals
+decoding without it, padding does not change answers, save -> load is exact, modes train what
+they say, checkpoints hold no absolute paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+
+from capellm.config import preset
+from capellm.data.categories import Category, Keypoint
+from capellm.data.dataset import collate
+from capellm.data.instructions import IGNORE_INDEX, InstructionConfig, render_conversation
+from capellm.data.transforms import crop_instance
+from capellm.model.capellm import CapeLLM
+from capellm.model.lora import LoRALinear
+
+CAT = Category("box", tuple(Keypoint(f"corner {i}", f"Corner {i} of the box.") for i in range(3)), id=1)
+
+
+def tiny_model(seed=0, **llm) -> CapeLLM:
+    torch.manual_seed(seed)
+    cfg = preset("tiny").model
+    for k, v in llm.items():
+        setattr(cfg.llm, k, v)
+    return CapeLLM(cfg).eval()
+
+
+def sample(model, kps, coords, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    s = model.cfg.crop.input_size
+    ids, labels = model.segment_tokenizer(render_conversation(CAT, kps, coords, model.cfg.instruction, model.fmt))
+    return {"pixel_values": torch.randn(3, s, s, generator=g), "input_ids": ids, "labels": labels}
+
+
+def test_loss_is_answer_token_cross_entropy():
+    """The loss equals cross-entropy of the full LM logits at answer positions only."""
+    model = tiny_model()
+    items = [sample(model, [0, 1], np.array([[0.1, 0.2], [0.3, 0.4]])),
+             sample(model, [2], np.array([[0.5, 0.6]]), seed=1)]
+    batch = collate(items, model.tokenizer.pad_token_id)
+    loss = model(batch)["loss"]
+    # reference: full logits from the HF model on [image; text], no padding tricks
+    ref_losses, ref_n = [], 0
+    for it in items:
+        img = model.encode_images(it["pixel_values"][None])
+        ids = torch.tensor([it["input_ids"]])
+        x = torch.cat([img, model.llm.get_input_embeddings()(ids)], 1)
+        logits = model.llm(inputs_embeds=x).logits[0, img.shape[1] - 1:-1]   # predicts text tokens
+        lab = torch.tensor(it["labels"])
+        ref_losses.append(F.cross_entropy(logits, lab, ignore_index=IGNORE_INDEX, reduction="sum"))
+        ref_n += int((lab != IGNORE_INDEX).sum())
+    torch.testing.assert_close(loss, sum(ref_losses) / ref_n, rtol=1e-4, atol=1e-5)
+
+
+def test_changing_prompt_labels_region_does_not_matter_but_answers_do():
+    model = tiny_model()
+    it = sample(model, [0], np.array([[0.25, 0.75]]))
+    batch = collate([it], model.tokenizer.pad_token_id)
+    base = model(batch)["loss"]
+    n_answer = sum(1 for v in it["labels"] if v != IGNORE_INDEX)
+    assert n_answer == len(model.segment_tokenizer.encode("[0.250,0.750]" + model.fmt.answer_end))
+    other = dict(batch, labels=batch["labels"].clone())
+    pos = (other["labels"][0] != IGNORE_INDEX).nonzero()[0, 0]
+    other["labels"][0, pos] = (other["labels"][0, pos] + 1) % len(model.tokenizer)
+    assert not torch.isclose(model(other)["loss"], base)
+
+
+def _crops(model, n=2, seed=0):
+    rng = np.random.default_rng(seed)
+    from PIL import Image
+
+    out = []
+    for _ in range(n):
+        img = Image.fromarray(rng.integers(0, 255, (48, 40, 3), dtype=np.uint8))
+        out.append(crop_instance(img, np.array([2, 3, 30, 40], np.float32), np.zeros((3, 2), np.float32),
+                                 np.zeros(3, bool), model.cfg.crop))
+    return out
+
+
+def test_cached_decoding_equals_full_recompute():
+    """Greedy decoding with the KV cache gives the tokens of argmax over full recomputation."""
+    model = tiny_model()
+    crop = _crops(model, 1)[0]
+    img = model.encode_images(crop.pixel_values[None])
+    prompt, _ = model.segment_tokenizer(render_conversation(CAT, [1], None, model.cfg.instruction, model.fmt))
+    got = model.answer(img, [0], [prompt])[0].token_ids
+    ids = list(prompt)
+    ref = []
+    for _ in range(len(got)):
+        x = torch.cat([img, model.llm.get_input_embeddings()(torch.tensor([ids]))], 1)
+        nxt = int(model.llm(inputs_embeds=x).logits[0, -1].argmax())
+        ref.append(nxt)
+        ids.append(nxt)
+    assert got == ref
+
+
+def test_batched_padded_decoding_equals_one_by_one():
+    model = tiny_model()
+    crops = _crops(model, 2)
+    img = model.encode_images(torch.stack([c.pixel_values for c in crops]))
+    cfg_long = InstructionConfig(keypoint_list=True)
+    prompts = [model.segment_tokenizer(render_conversation(CAT, [0], None, model.cfg.instruction, model.fmt))[0],
+               model.segment_tokenizer(render_conversation(CAT, [2], None, cfg_long, model.fmt))[0]]
+    assert len(prompts[0]) != len(prompts[1])
+    together = model.answer(img, [0, 1], prompts)
+    alone = [model.answer(img[i:i + 1], [0], [p])[0] for i, p in enumerate(prompts)]
+    assert [a.token_ids for a in together] == [a.token_ids for a in alone]
+    for a, b in zip(together, alone):
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+
+
+def test_save_load_predictions_identical(tmp_path):
+    model = tiny_model(seed=3)
+    crops = _crops(model, 2, seed=1)
+    before = model.predict_crops(crops, [CAT, CAT])
+    model.save_pretrained(tmp_path / "ckpt")
+    loaded = CapeLLM.from_pretrained(tmp_path / "ckpt")
+    after = loaded.predict_crops(crops, [CAT, CAT])
+    for a, b in zip(before, after):
+        assert a.answers == b.answers
+        np.testing.assert_array_equal(a.confidence, b.confidence)
+    for (k, v), (k2, v2) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k
+
+
+def test_checkpoint_config_has_no_absolute_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("CAPELLM_MODEL_ROOT", str(tmp_path))
+    model = tiny_model()
+    model.cfg.llm.tokenizer = str(tmp_path / "weights" / "tok")  # as if the user passed a path
+    d = model.config_dict()
+    assert d["llm"]["tokenizer"] == "weights/tok"
+    model.cfg.llm.tokenizer = "char"
+    model.save_pretrained(tmp_path / "ckpt")
+    text = (tmp_path / "ckpt" / "config.yaml").read_text()
+    assert str(tmp_path) not in text
+    assert yaml.safe_load(text)["vision"]["name_or_path"] == "random"
+
+
+@pytest.mark.parametrize("mode", ["frozen", "lora", "full"])
+def test_trainability_modes(mode):
+    torch.manual_seed(0)
+    cfg = preset("tiny").model
+    cfg.llm.mode = mode
+    cfg.vision.mode = "frozen"
+    model = CapeLLM(cfg)
+    llm_trainable = {n for n, p in model.llm.named_parameters() if p.requires_grad}
+    assert not any(p.requires_grad for p in model.vision.parameters())
+    assert all(p.requires_grad for p in model.projector.parameters())
+    if mode == "frozen":
+        assert llm_trainable == set()
+    elif mode == "full":
+        assert llm_trainable == {n for n, _ in model.llm.named_parameters()}
+    else:
+        assert llm_trainable and all(".lora_" in n for n in llm_trainable)
+        wrapped = [n for n, m in model.llm.named_modules() if isinstance(m, LoRALinear)]
+        assert wrapped and all(n.endswith(("q_proj", "v_proj")) for n in wrapped)
+        # lora checkpoints hold only adapters for the LLM... but all of a random-init base
+        saved = model.trained_state_dict()
+        assert any(".lora_A" in k for k in saved)
+
+
+def test_lora_checkpoint_of_pretrained_base_holds_only_adapters(tmp_path):
+    """With a base model loaded from disk, a LoRA checkpoint stores adapters + projector only."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from capellm.model.language_model import build_char_tokenizer
+
+    tok = build_char_tokenizer()
+    torch.manual_seed(0)
+    base = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, intermediate_size=64))
+    base.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    cfg = preset("tiny").model
+    cfg.llm.name_or_path = str(tmp_path / "base")
+    cfg.llm.tokenizer = ""
+    cfg.llm.mode = "lora"
+    model = CapeLLM(cfg)
+    saved = model.trained_state_dict()
+    llm_keys = [k for k in saved if k.startswith("llm.")]
+    assert llm_keys and all(".lora_" in k for k in llm_keys)
+    assert any(k.startswith("projector.") for k in saved)
+    model.save_pretrained(tmp_path / "ckpt")
+    again = CapeLLM.from_pretrained(tmp_path / "ckpt")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
+
+
+def test_unparseable_answer_is_reported_missing_not_raised():
+    model = tiny_model()
+    pred = model.predict(np.zeros((32, 32, 3), np.uint8), CAT)
+    assert pred.keypoints.shape == (3, 2)
+    for i in range(3):
+        if np.isnan(pred.keypoints[i, 0]):
+            assert i in pred.missing and "not of the form" in pred.missing[i]
+    d = pred.to_dict()
+    assert [k["name"] for k in d["keypoints"]] == CAT.keypoint_names

@@ -1,0 +1,134 @@
+"""Training: the loss goes down, checkpoints are atomic, resume is exact (in-process stop, a real
+kill, and the same weights as an uninterrupted run), and two CPU processes train together."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from capellm import checkpoint as ckpt
+from capellm.train import lr_lambda, train
+from conftest import tiny_config
+
+
+def weights(folder: Path) -> dict:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def assert_same_weights(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def lora_config(data, out, **kw):
+    # LoRA on the LLM: its dropout draws from the torch RNG, so an inexact RNG restore would show
+    cfg = tiny_config(data, out, **kw)
+    cfg.model.llm.mode = "lora"
+    return cfg
+
+
+def test_lr_schedule_warmup_then_cosine():
+    f = lr_lambda(100, 0.03, "cosine")
+    assert [round(f(s), 4) for s in (0, 1, 2)] == [round(1 / 3, 4), round(2 / 3, 4), 1.0]
+    assert f(3) == pytest.approx(1.0)
+    assert f(99) == pytest.approx(0.5 * (1 + math.cos(math.pi * 96 / 97)), rel=1e-9)
+    assert lr_lambda(10, 0.0, "linear")(5) == pytest.approx(0.5)
+
+
+def test_training_reduces_loss(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path / "run", max_steps=30, save_every=100, lr=3e-3)
+    train(cfg)
+    log = [json.loads(line) for line in (tmp_path / "run" / "train.log").read_text().splitlines()]
+    first = sum(r["loss"] for r in log[:3]) / 3
+    last = sum(r["loss"] for r in log[-3:]) / 3
+    assert last < 0.7 * first, (first, last)
+    assert (tmp_path / "run" / "model" / "model.safetensors").exists()
+
+
+def test_resume_after_stop_equals_uninterrupted(tiny_data, tmp_path):
+    # 10 steps over 2+ epochs with gradient accumulation; stop after step 4 and resume
+    full = lora_config(tiny_data, tmp_path / "full", max_steps=10, save_every=4, grad_accum=2, batch_size=3)
+    train(full)
+    part = lora_config(tiny_data, tmp_path / "part", max_steps=10, save_every=4, grad_accum=2, batch_size=3)
+    train(part, stop_after_steps=4)
+    assert [p.name for p in ckpt.checkpoint_dirs(tmp_path / "part")] == ["step-000004"]
+    train(part, resume=True)
+    assert_same_weights(weights(tmp_path / "full" / "model"), weights(tmp_path / "part" / "model"))
+    st_full = torch.load(ckpt.latest_checkpoint(tmp_path / "full") / "trainer_state.pt", weights_only=False)
+    st_part = torch.load(ckpt.latest_checkpoint(tmp_path / "part") / "trainer_state.pt", weights_only=False)
+    assert st_full["loop"] == st_part["loop"]
+    for a, b in zip(st_full["optimizer"]["state"].values(), st_part["optimizer"]["state"].values()):
+        assert torch.equal(a["exp_avg"], b["exp_avg"])
+
+
+def _cli(args, **kw):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
+    return subprocess.Popen([sys.executable, "-m", "capellm.cli", *args], env=env, **kw)
+
+
+def _train_args(data, out, steps):
+    return ["train", "--preset", "tiny", "--data.train_file", str(data["ann"]),
+            "--data.image_root", str(data["images"]), "--data.categories", str(data["categories"]),
+            "--train.out_dir", str(out), "--train.max_steps", str(steps), "--train.save_every", "3",
+            "--train.keep_last", "10", "--model.llm.mode", "lora"]
+
+
+def test_killed_run_resumes_to_same_weights(tiny_data, tmp_path):
+    steps = 60
+    ref = lora_config(tiny_data, tmp_path / "ref", max_steps=steps, save_every=3, keep_last=10)
+    train(ref)
+    out = tmp_path / "killed"
+    proc = _cli(_train_args(tiny_data, out, steps), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(ckpt.checkpoint_dirs(out)) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = ckpt.checkpoint_dirs(out)
+    assert done and not (out / "model").exists(), "the run must be killed mid-training"
+    rc = _cli(_train_args(tiny_data, out, steps) + ["--resume"], stdout=subprocess.DEVNULL,
+              stderr=subprocess.PIPE).communicate()
+    assert (out / "model").exists(), rc
+    assert_same_weights(weights(tmp_path / "ref" / "model"), weights(out / "model"))
+
+
+def test_partial_checkpoint_is_ignored_and_cleaned(tiny_data, tmp_path):
+    cfg = tiny_config(tiny_data, tmp_path / "run", max_steps=2, save_every=1)
+    train(cfg, stop_after_steps=1)
+    junk = ckpt.tmp_dir_for(tmp_path / "run", 2)
+    junk.mkdir()
+    (junk / "model.safetensors").write_bytes(b"half a file")
+    assert ckpt.latest_checkpoint(tmp_path / "run").name == "step-000001"
+    train(cfg, resume=True)
+    assert not junk.exists()
+    assert ckpt.latest_checkpoint(tmp_path / "run").name == "step-000002"
+
+
+def test_two_cpu_processes(tiny_data, tmp_path):
+    """accelerate launch with 2 CPU processes: trains, checkpoints once, and the result loads."""
+    out = tmp_path / "ddp"
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1")
+    # accelerate's multi-process launcher (as on GPUs); --train.cpu makes the processes use gloo
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "-m", "capellm.cli", *_train_args(tiny_data, out, 4), "--train.cpu", "true"]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    last = ckpt.latest_checkpoint(out)
+    assert last.name == "step-000004"
+    assert sorted(p.name for p in last.glob("rng_rank*.pt")) == ["rng_rank0.pt", "rng_rank1.pt"]
+    assert torch.load(last / "trainer_state.pt", weights_only=False)["world_size"] == 2
+    from capellm.model.capellm import CapeLLM
+
+    CapeLLM.from_pretrained(out / "model")
