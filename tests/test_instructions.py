@@ -53,9 +53,8 @@ def test_format_coords_decimals():
     assert format_coords(0.12345, 0.5, decimals=5) == "[0.12345,0.50000]"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG instructions.py:40 min(max(-0.0, 0.0), 1.0) keeps -0.0 (max returns "
-                                       "its first argument on a tie), so the answer text reads '-0.000'")
 def test_format_coords_negative_zero():
+    # max(-0.0, 0.0) returns its first argument on a tie, so clamping alone would print '-0.000'
     assert format_coords(-0.0, 0.5) == "[0.000,0.500]"
 
 

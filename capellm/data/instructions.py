@@ -37,8 +37,8 @@ _COORD_RE = re.compile(r"^\s*\[\s*(-?\d+(?:\.\d+)?)\s*,\s*(-?\d+(?:\.\d+)?)\s*\]
 
 def format_coords(x: float, y: float, decimals: int = 3) -> str:
     """'[0.123,0.456]': normalised crop coordinates, clamped to [0, 1] (Sec. 3.2)."""
-    x = min(max(float(x), 0.0), 1.0)
-    y = min(max(float(y), 0.0), 1.0)
+    x = min(max(float(x), 0.0), 1.0) + 0.0  # + 0.0 turns -0.0 into 0.0
+    y = min(max(float(y), 0.0), 1.0) + 0.0
     return f"[{x:.{decimals}f},{y:.{decimals}f}]"
 
 
@@ -73,6 +73,7 @@ class PromptFormat:
     user_end: str = ""
     assistant_start: str = ""
     answer_end: str = ""     # end-of-answer marker, part of the answer span
+    turn_sep: str = ""       # between an answer and the next user turn (chatml puts a newline)
 
     @classmethod
     def preset(cls, name: str, tokenizer=None) -> "PromptFormat":
@@ -80,7 +81,7 @@ class PromptFormat:
             name = detect_format(tokenizer)
         if name == "chatml":  # SmolLM2, Qwen
             return cls("chatml", "", "<|im_start|>user\n", "<|im_end|>\n", "<|im_start|>assistant\n",
-                       "<|im_end|>")
+                       "<|im_end|>", "\n")
         if name == "llama3":
             return cls("llama3", "<|begin_of_text|>", "<|start_header_id|>user<|end_header_id|>\n\n",
                        "<|eot_id|>", "<|start_header_id|>assistant<|end_header_id|>\n\n", "<|eot_id|>")
@@ -185,8 +186,7 @@ def render_conversation(category: Category, kps: list[int], coords: np.ndarray |
     """
     segs = [Segment("prompt", fmt.prefix)] if fmt.prefix else []
     for r, kp in enumerate(kps):
-        q = question_text(category, kp, cfg, first=(r == 0))
-        segs.append(Segment("prompt", fmt.user_start + q + fmt.user_end + fmt.assistant_start))
+        segs.append(round_segments(category, kp, cfg, fmt, first=(r == 0)))
         if coords is None:
             break
         x, y = coords[r]
@@ -198,7 +198,8 @@ def round_segments(category: Category, kp: int, cfg: InstructionConfig, fmt: Pro
                    first: bool) -> Segment:
     """The prompt segment of one round (for multi-round decoding, appended after an answer)."""
     q = question_text(category, kp, cfg, first=first)
-    return Segment("prompt", fmt.user_start + q + fmt.user_end + fmt.assistant_start)
+    sep = "" if first else fmt.turn_sep
+    return Segment("prompt", sep + fmt.user_start + q + fmt.user_end + fmt.assistant_start)
 
 
 # ---------------------------------------------------------------------------------------------
