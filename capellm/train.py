@@ -26,7 +26,9 @@ from capellm import checkpoint as ckpt
 from capellm.config import RunConfig, to_dict
 from capellm.data.coco import load_keypoint_dataset
 from capellm.data.dataset import InstructionDataset, categories_for, collate, epoch_order
+from capellm.data.instructions import instruction_corpus
 from capellm.model.capellm import CapeLLM
+from capellm.model.language_model import build_tokenizer
 from capellm.utils import atomic_write_text, seed_everything
 
 log = logging.getLogger("capellm.train")
@@ -65,10 +67,13 @@ def make_accelerator(cfg: RunConfig):
 
 def build_training(cfg: RunConfig, accelerator):
     """Model, data set, optimiser and scheduler for `cfg` (identical on every process)."""
-    seed_everything(cfg.train.seed)
-    model = CapeLLM(cfg.model)
     data = load_keypoint_dataset(cfg.data.train_file, cfg.data.image_root or None)
     cats = categories_for(data, cfg.data.categories)
+    tokenizer = None
+    if cfg.model.llm.tokenizer.startswith("bpe:"):
+        tokenizer = build_tokenizer(cfg.model.llm, instruction_corpus(list(cats.values()), cfg.model.instruction))
+    seed_everything(cfg.train.seed)
+    model = CapeLLM(cfg.model, tokenizer=tokenizer)
     ds = InstructionDataset(data.instances, cats, cfg.model.crop, cfg.model.instruction, model.fmt,
                             model.segment_tokenizer, seed=cfg.train.seed, augment=True)
     t = cfg.train

@@ -216,12 +216,18 @@ def _smollm2_dir():
     return None if spec is None or not spec.submodule_search_locations else spec.submodule_search_locations[0]
 
 
-@pytest.fixture(scope="module", params=["char-plain", "smollm2-chatml"])
+@pytest.fixture(scope="module", params=["char-plain", "bpe-plain", "smollm2-chatml"])
 def tok_fmt(request):
     if request.param == "char-plain":
         from capellm.model.language_model import build_char_tokenizer
 
         tok = build_char_tokenizer()
+        return tok, PromptFormat.preset("plain", tok), "</s>"
+    if request.param == "bpe-plain":  # the small trained tokenizer of the CPU demo
+        from capellm.data.instructions import instruction_corpus
+        from capellm.model.language_model import build_bpe_tokenizer
+
+        tok = build_bpe_tokenizer(instruction_corpus([HORSE], InstructionConfig(keypoint_list=True)), 400)
         return tok, PromptFormat.preset("plain", tok), "</s>"
     d = _smollm2_dir()
     if d is None:

@@ -22,7 +22,7 @@ from capellm.data.categories import Category, CategoryError, load_categories, mp
 from capellm.data.coco import Instance, KeypointDataset
 from capellm.data.instructions import (IGNORE_INDEX, InstructionConfig, PromptFormat, SegmentTokenizer,
                                        plan_groups, render_conversation)
-from capellm.data.transforms import CropConfig, apply_affine, crop_instance, crop_matrix, load_image
+from capellm.data.transforms import CropConfig, apply_affine, crop_instance, crop_to_unit, load_image
 
 
 def categories_for(dataset: KeypointDataset, source: str) -> dict[int, Category]:
@@ -51,8 +51,7 @@ def categories_for(dataset: KeypointDataset, source: str) -> dict[int, Category]
 
 def labelled_in_crop(inst: Instance, crop: CropConfig) -> np.ndarray:
     """Indices of the keypoints that are labelled and inside the un-augmented crop."""
-    m = crop_matrix(inst.bbox, crop.input_size, crop.padding)
-    p = apply_affine(inst.keypoints, m) / crop.input_size
+    p = apply_affine(inst.keypoints, crop_to_unit(inst.bbox, crop))
     inside = (p >= 0).all(1) & (p <= 1).all(1)
     return np.flatnonzero(inst.visible & inside)
 

@@ -91,7 +91,9 @@ class PromptFormat:
             return cls("vicuna", "<s>", "USER: ", " ", "ASSISTANT: ", "</s>")
         if name == "plain":  # tokenizers without chat markers (our tiny test tokenizer, base LMs)
             eos = getattr(tokenizer, "eos_token", None) or "</s>"
-            return cls("plain", "", "Q: ", "\n", "A: ", eos)
+            # "A:" without a trailing space, so that byte-level BPE sees "[" at a word start
+            # whether the answer is tokenised alone or with its prompt
+            return cls("plain", "", "Q: ", "\n", "A:", eos)
         raise ValueError(f"unknown prompt format '{name}' (auto, chatml, llama3, mistral, vicuna, plain)")
 
 
@@ -200,6 +202,15 @@ def round_segments(category: Category, kp: int, cfg: InstructionConfig, fmt: Pro
     q = question_text(category, kp, cfg, first=first)
     sep = "" if first else fmt.turn_sep
     return Segment("prompt", sep + fmt.user_start + q + fmt.user_end + fmt.assistant_start)
+
+
+def instruction_corpus(categories: list[Category], cfg: InstructionConfig) -> list[str]:
+    """Texts to train a small tokenizer on: every question of every category, and coordinates."""
+    texts = [c.name.replace("_", " ") for c in categories]
+    for c in categories:
+        texts.extend(question_text(c, i, cfg, first=(i == 0)) for i in range(c.num_keypoints))
+    texts.extend(format_coords(i / 97, 1 - i / 97, cfg.decimals) for i in range(98))
+    return texts
 
 
 # ---------------------------------------------------------------------------------------------

@@ -283,6 +283,11 @@ class CropResult:
         return apply_affine(points_norm, invert_affine(self.matrix))
 
 
+def crop_to_unit(bbox, cfg: CropConfig) -> np.ndarray:
+    """[2, 3] image pixels -> normalised coordinates of the un-augmented crop (no image needed)."""
+    return _compose(_normaliser(cfg.input_size), crop_matrix(bbox, cfg.input_size, cfg.padding))
+
+
 def crop_instance(image: Image.Image, bbox, keypoints, visible, cfg: CropConfig,
                   rng: np.random.Generator | None = None) -> CropResult:
     """Crop one instance for the encoder; keypoints follow the pixels through the same matrix.
