@@ -62,15 +62,22 @@ def cmd_train(argv=None) -> int:
 def cmd_eval(argv=None) -> int:
     from capellm.config import EvalConfig, add_arguments, apply_arguments, from_dict, to_dict
 
-    p = argparse.ArgumentParser(description="PCK of a checkpoint on an annotation file (every instance once).")
+    p = argparse.ArgumentParser(description="PCK of a checkpoint on an annotation file (every instance once, "
+                                            "or the support-query pairs with --protocol pairs).")
     p.add_argument("--checkpoint", required=True, help="model folder (train.out_dir/model or a checkpoint)")
     p.add_argument("--ann", required=True, help="annotation JSON (MP-100 / COCO keypoints)")
     p.add_argument("--image-root", default="", help="folder the JSON's file_name is relative to")
     p.add_argument("--categories", default="mp100", help="folder of category YAML files, or 'mp100'")
     p.add_argument("--out", default="", help="metrics JSON (default: next to the checkpoint)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--protocol", default="instances", choices=("instances", "pairs"),
+                   help="instances: every instance once (official CapeLLM); pairs: the support-query "
+                        "pairs of the earlier CAPE code (200 episodes x 15 queries per category)")
+    p.add_argument("--shots", type=int, default=1, help="supports per episode for --protocol pairs (1 or 5)")
     add_arguments(p, sections=("eval",))
     args = p.parse_args(argv)
+    if args.shots < 1:
+        p.error(f"--shots must be >= 1, got {args.shots}")
     from capellm.config import RunConfig
 
     ecfg = apply_arguments(RunConfig(), args).eval
@@ -85,8 +92,15 @@ def cmd_eval(argv=None) -> int:
     model = CapeLLM.from_pretrained(args.checkpoint, device=device)
     data = load_keypoint_dataset(args.ann, args.image_root or None)
     cats = categories_for(data, args.categories)
-    result = evaluate(model, data, cats, ecfg)
-    out = args.out or str(Path(args.checkpoint) / f"metrics_{Path(args.ann).stem}.json")
+    if args.protocol == "pairs":
+        from capellm.evaluate import evaluate_pairs
+
+        result = evaluate_pairs(model, data, cats, ecfg, shots=args.shots)
+        default_out = f"metrics_{Path(args.ann).stem}_pairs_{args.shots}shot.json"
+    else:
+        result = evaluate(model, data, cats, ecfg)
+        default_out = f"metrics_{Path(args.ann).stem}.json"
+    out = args.out or str(Path(args.checkpoint) / default_out)
     print(write_report(result, out, ecfg.thresholds))
     print(f"metrics written to {out} ({result['seconds']} s, {result['unparsed_answers']} unparsed answers)")
     return 0
@@ -121,7 +135,20 @@ def cmd_predict(argv=None) -> int:
     return predict_main(argv)
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "config": cmd_config, "data": cmd_data}
+def cmd_category(argv=None) -> int:
+    from capellm.predict import category_main
+
+    return category_main(argv)
+
+
+def cmd_app(argv=None) -> int:
+    from capellm.app import main as app_main
+
+    return app_main(argv)
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "config": cmd_config, "data": cmd_data,
+            "category": cmd_category, "app": cmd_app}
 
 
 def main(argv=None) -> int:

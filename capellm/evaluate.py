@@ -81,3 +81,63 @@ def evaluate(model: CapeLLM, dataset: KeypointDataset, categories: dict[int, Cat
 def write_report(result: dict, out: str | Path, thresholds) -> str:
     atomic_write_json(out, result)
     return format_table(result, thresholds)
+
+
+# ----------------------------------------------------------------------------------------------
+# Protocol 2: support-query pairs (POMNet / CapeFormer / GraphCAPE / CapeX; CapeLLM Table 2)
+
+
+def score_pairs(dataset: KeypointDataset, pairs, predictions: dict[int, np.ndarray], labels: dict[int, str],
+                thresholds) -> dict:
+    """PCK over support-query pairs: one score per pair, with the pair's mask.
+
+    predictions: instance index -> [K, 2] image pixels for every query of `pairs` (the model needs
+    no supports, so a query's prediction is the same in every pair it belongs to). The mask is the
+    query's labels AND every support's (capellm.data.episodes.pair_mask), the box the query's.
+    Returns the metrics dict of capellm.metrics, "instances" counting pairs.
+    """
+    from capellm.data.episodes import pair_mask
+
+    acc = PCKAccumulator(thresholds)
+    for p in pairs:
+        q = dataset.instances[p.query]
+        acc.add(labels[p.category_id], predictions[p.query], q.keypoints, pair_mask(dataset, p), q.bbox)
+    return acc.result()
+
+
+def evaluate_pairs(model: CapeLLM, dataset: KeypointDataset, categories: dict[int, Category], cfg: EvalConfig,
+                   shots: int, accelerator=None, progress: bool = True, skip_small: bool = False) -> dict:
+    """PCK on the reference's support-query pairs (`shots`-shot), per category and overall.
+
+    The pairs are built from the whole `dataset` exactly as the earlier CAPE code builds them
+    (capellm.data.episodes). Each query instance is predicted ONCE and scored in every pair it
+    belongs to; only the mask differs between its pairs. `cfg.max_instances` >= 0 keeps only the
+    pairs whose query is among the first N instances (a quick check, not the protocol).
+    """
+    from capellm.data.episodes import build_pairs
+
+    pairs = build_pairs(dataset, shots, skip_small=skip_small)
+    if cfg.max_instances >= 0:
+        pairs = [p for p in pairs if p.query < cfg.max_instances]
+    queries = sorted({p.query for p in pairs})
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
+    mine = queries[rank::world]
+    t0 = time.time()
+    preds = predict_instances(model, [dataset.instances[i] for i in mine], categories, cfg.batch_size, cfg.mode,
+                              progress and rank == 0)
+    rows = [(i, p.keypoints, len(p.missing)) for i, p in zip(mine, preds)]
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        rows = gather_object(rows)
+    predictions = {i: kps for i, kps, _ in rows}
+    result = score_pairs(dataset, pairs, predictions, category_labels(dataset, categories), cfg.thresholds)
+    result["annotation_file"] = str(dataset.path)
+    result["protocol"] = f"support-query pairs, {shots}-shot"
+    result["shots"] = shots
+    result["pairs"] = len(pairs)
+    result["query_instances"] = len(queries)
+    result["mode"] = cfg.mode
+    result["unparsed_answers"] = sum(miss for _, _, miss in rows)
+    result["seconds"] = round(time.time() - t0, 2)
+    return result
