@@ -5,6 +5,8 @@
     capellm predict --checkpoint DIR --image IMG --category NAME_OR_FILE [--box x,y,w,h]
     capellm config  [--preset NAME] [--config FILE]        print the resolved configuration
     capellm data synth --out DIR                           generate the synthetic benchmark
+    capellm data check-mp100 --root DIR [--ann-dir DIR]    which MP-100 images are present, per category
+    capellm report --metrics M1.json ... [--out table.md]  average the 5 splits into the paper's Table 2
 
 Every config field is also a flag named by its dotted path (`--train.lr 1e-4`), derived from the
 dataclasses in capellm.config. Each subcommand is a function taking argv, so tests call it in-process.
@@ -118,15 +120,27 @@ def cmd_config(argv=None) -> int:
 def cmd_data(argv=None) -> int:
     argv = list(sys.argv[2:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: capellm data synth --out DIR [options]\n\n"
-              "  synth   generate the synthetic category-agnostic benchmark (MP-100 format)")
+        print("usage: capellm data synth --out DIR [options]\n"
+              "       capellm data check-mp100 --root DIR [--ann-dir DIR] [--json FILE] [--decode] [--strict]\n\n"
+              "  synth        generate the synthetic category-agnostic benchmark (MP-100 format)\n"
+              "  check-mp100  per category, how many MP-100 images are present, missing or unreadable")
         return 0
     if argv[0] == "synth":
         from capellm.data.synth import main as synth_main
 
         return synth_main(argv[1:]) or 0
+    if argv[0] == "check-mp100":
+        from capellm.data.mp100 import main as check_main
+
+        return check_main(argv[1:])
     print(f"capellm data: unknown subcommand '{argv[0]}'", file=sys.stderr)
     return 2
+
+
+def cmd_report(argv=None) -> int:
+    from capellm.report import main as report_main
+
+    return report_main(argv)
 
 
 def cmd_predict(argv=None) -> int:
@@ -135,7 +149,8 @@ def cmd_predict(argv=None) -> int:
     return predict_main(argv)
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "config": cmd_config, "data": cmd_data}
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "config": cmd_config, "data": cmd_data,
+            "report": cmd_report}
 
 
 def main(argv=None) -> int:
