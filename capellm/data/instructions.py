@@ -172,7 +172,7 @@ def question_text(category: Category, kp: int, cfg: InstructionConfig, first: bo
         names = ", ".join(category.keypoint_names)
         lines.append(f"The {obj} has these keypoints: {names}.")
     name = category.keypoints[kp].name
-    lines.append(f"Where is the {name} of the {obj} in this image? Answer with its [x,y] coordinates.")
+    lines.append(f"Where is the {name} of the {obj} in this image?")
     desc = category.keypoints[kp].description
     if cfg.description and desc:
         lines.append(f"Reference: {desc}")
