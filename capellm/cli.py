@@ -149,8 +149,20 @@ def cmd_predict(argv=None) -> int:
     return predict_main(argv)
 
 
+def cmd_category(argv=None) -> int:
+    from capellm.predict import category_main
+
+    return category_main(argv)
+
+
+def cmd_app(argv=None) -> int:
+    from capellm.app import main as app_main
+
+    return app_main(argv)
+
+
 COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "config": cmd_config, "data": cmd_data,
-            "report": cmd_report}
+            "report": cmd_report, "category": cmd_category, "app": cmd_app}
 
 
 def main(argv=None) -> int:
