@@ -1,7 +1,7 @@
 """The `capellm` command: thin entry points over the library.
 
     capellm train   [--preset NAME] [--config FILE] [--resume] [--<field> VALUE ...]
-    capellm eval    --checkpoint DIR --ann FILE [--out metrics.json]
+    capellm eval    --checkpoint DIR --ann FILE [--out metrics.json] [--protocol pairs --shots 1|5]
     capellm predict --checkpoint DIR --image IMG --category NAME_OR_FILE [--box x,y,w,h]
     capellm config  [--preset NAME] [--config FILE]        print the resolved configuration
     capellm data synth --out DIR                           generate the synthetic benchmark

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from capellm.cli import main
@@ -110,6 +111,19 @@ def test_check_mp100_cli(tmp_path, capsys):
     assert main(["data", "check-mp100", "--root", str(tmp_path / "mp100"), "--json", ""]) == 1
     assert main(["data", "check-mp100", "--root", str(tmp_path / "mp100"), "--ann-dir", str(tmp_path / "anns"),
                  "--json", ""]) == 0
+
+
+def test_write_present_matches_filter_present(tmp_path, capsys):
+    ann = make_folder(tmp_path)
+    out = tmp_path / "present"
+    assert main(["data", "check-mp100", "--root", str(tmp_path), "--json", "", "--write-present", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    written = load_keypoint_dataset(out / ann.name, tmp_path / "images")
+    kept, _ = filter_present(load_keypoint_dataset(ann, tmp_path / "images"))
+    assert [x.ann_id for x in written.instances] == [x.ann_id for x in kept.instances] == [100, 106, 101]
+    assert list(written.categories) == [72]
+    with pytest.raises(SystemExit):  # never over the originals
+        main(["data", "check-mp100", "--root", str(tmp_path), "--write-present", str(tmp_path / "annotations")])
 
 
 def test_filter_present_keeps_usable_instances(tmp_path):

@@ -10,6 +10,9 @@ module tells them where they stand and lets training and evaluation run on what 
   be off), plus annotation problems (a file that does not load, skipped annotations, a keypoint
   count or name that disagrees with the shipped category file, one image listed with two sizes).
   `format_check` renders it as a table; the dict itself is JSON-ready. `capellm data check-mp100`.
+- `write_present` (`--write-present DIR`): each annotation file restricted to the usable images,
+  written under the same name, so that `capellm train` / `capellm eval` run on what a user has
+  with no further option.
 - `filter_present(dataset)`: the same image checks applied to a loaded `KeypointDataset`; keeps
   only instances whose image is present, readable and of the annotated size, drops categories
   left empty, and reports what it dropped. This is what PoseAnything's training/val dataset does
@@ -169,9 +172,14 @@ def _split_of(name: str) -> str:
     return f"split{m.group(1)} {m.group(2)}" if m else ""
 
 
-def check_mp100(root, ann_dir=None, decode: bool = False, workers: int = 8) -> dict:
+def check_mp100(root, ann_dir=None, decode: bool = False, workers: int = 8, present_dir=None) -> dict:
     """Check a user's MP-100 folder: images under root/images, annotations under ann_dir
-    (default root/annotations, every *.json in it). Returns a JSON-ready dict (see format_check)."""
+    (default root/annotations, every *.json in it). Returns a JSON-ready dict (see format_check).
+
+    present_dir: also write there, under the same names, each annotation file restricted to the
+    annotations whose image is usable and to the categories that keep at least one (see
+    `write_present`): files to train and evaluate on with what the user has.
+    """
     from capellm.data.categories import mp100_categories
 
     root = Path(root)
@@ -228,6 +236,11 @@ def check_mp100(root, ann_dir=None, decode: bool = False, workers: int = 8) -> d
                    complete_categories=sum(per_cat_ok.values()), skipped=dict(ds.skipped))
         file_reports.append(rep)
     file_reports.sort(key=lambda r: r["file"])
+    written = []
+    if present_dir is not None:
+        usable = {fn for fn, (st, _) in by_name.items() if st == OK and fn not in size_conflicts}
+        for rep, ds in loaded:
+            written.append(write_present(ds.path, usable, Path(present_dir) / ds.path.name))
 
     rows = []
     for cid in sorted(cats):
@@ -255,7 +268,33 @@ def check_mp100(root, ann_dir=None, decode: bool = False, workers: int = 8) -> d
     return {"root": str(root), "image_root": str(image_root), "ann_dir": str(ann_dir),
             "decode": decode, "files": file_reports,
             "missing_files": [n for n in EXPECTED_FILES if not (ann_dir / n).exists()],
-            "categories": rows, "totals": totals, "hints": _hints(image_root, rows, ann_dir, files)}
+            "categories": rows, "totals": totals, "hints": _hints(image_root, rows, ann_dir, files),
+            "present_files": written}
+
+
+def write_present(ann_file: Path, usable: set[str], out: Path) -> dict:
+    """Write `ann_file` restricted to the annotations whose image `file_name` is in `usable`.
+
+    Everything else is copied as is, in the same order (so the reference instance order, and the
+    skip rules, apply unchanged); images without a kept annotation and categories without one are
+    dropped. Returns {"file", "annotations", "kept", "categories", "kept_categories"}.
+    """
+    with open(ann_file, "rb") as fh:
+        data = json.load(fh)
+    names = {im["id"]: im["file_name"] for im in data["images"]}
+    anns = [a for a in data["annotations"] if names.get(a["image_id"]) in usable]
+    cats = {a["category_id"] for a in anns}
+    imgs = {a["image_id"] for a in anns}
+    out_data = dict(data)
+    out_data["annotations"] = anns
+    out_data["images"] = [im for im in data["images"] if im["id"] in imgs]
+    out_data["categories"] = [c for c in data["categories"] if c["id"] in cats]
+    from capellm.utils import atomic_write_text
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, json.dumps(out_data))
+    return {"file": str(out), "annotations": len(data["annotations"]), "kept": len(anns),
+            "categories": len(data["categories"]), "kept_categories": len(out_data["categories"])}
 
 
 def _add(lst: list, msg: str) -> None:
@@ -341,13 +380,17 @@ def format_check(report: dict) -> str:
             lines.append(f"  {f['file']}: {f['categories']} categories, {f['instances']} instances, "
                          f"{f['usable']} usable; {f['complete_categories']} categories complete"
                          + (f"; skipped {skipped}" if skipped else ""))
+    for w in report.get("present_files", []):
+        lines.append(f"  wrote {w['file']}: {w['kept']} of {w['annotations']} annotations, "
+                     f"{w['kept_categories']} of {w['categories']} categories")
     if report["hints"]:
         lines += ["", "hints:"] + [f"  - {h}" for h in report["hints"]]
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    """`capellm data check-mp100 --root DIR [--ann-dir DIR] [--json FILE] [--decode] [--strict]`."""
+    """`capellm data check-mp100 --root DIR [--ann-dir DIR] [--json FILE] [--decode] [--strict]
+    [--write-present DIR]`."""
     p = argparse.ArgumentParser(prog="capellm data check-mp100",
                                 description="Which MP-100 images are present, missing or unreadable, per category.")
     p.add_argument("--root", required=True, help="MP-100 folder: images in ROOT/images/<image_folder>/...")
@@ -356,8 +399,15 @@ def main(argv=None) -> int:
     p.add_argument("--decode", action="store_true", help="decode every image fully (slower; catches truncation)")
     p.add_argument("--workers", type=int, default=8, help="threads checking images")
     p.add_argument("--strict", action="store_true", help="exit 1 when anything is missing, unreadable or wrong")
+    p.add_argument("--write-present", default="", metavar="DIR",
+                   help="write each annotation file restricted to the usable images into DIR (same names), "
+                        "to train and evaluate on the categories you have")
     args = p.parse_args(argv)
-    report = check_mp100(args.root, args.ann_dir or None, decode=args.decode, workers=args.workers)
+    ann_dir = Path(args.ann_dir) if args.ann_dir else Path(args.root) / "annotations"
+    if args.write_present and Path(args.write_present).resolve() == ann_dir.resolve():
+        p.error("--write-present must not be the annotation folder (it would overwrite the originals)")
+    report = check_mp100(args.root, args.ann_dir or None, decode=args.decode, workers=args.workers,
+                         present_dir=args.write_present or None)
     print(format_check(report))
     if args.json:
         from capellm.utils import atomic_write_json
