@@ -79,10 +79,15 @@ class LLMConfig:
     lora: LoRAConfig = field(default_factory=lambda: LoRAConfig(targets=("q_proj", "v_proj")))
     gradient_checkpointing: bool = False  # trade compute for activation memory (8B on 24 GB)
     load_in_4bit: bool = False      # 4-bit base weights via bitsandbytes (QLoRA-style), CUDA only
+    dtype: str = "float32"          # base weights: float32 | bfloat16 | float16 (bf16 for 8B on GPU)
     lr_scale: float = 1.0
 
     def __post_init__(self):
         _check_mode("model.llm", self.mode)
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(f"model.llm.dtype must be float32, bfloat16 or float16, got '{self.dtype}'")
+        if self.mode == "full" and self.dtype != "float32":
+            raise ConfigError("model.llm.mode 'full' needs model.llm.dtype float32 (optimiser precision)")
         if self.name_or_path == "random" and not self.random_config:
             raise ConfigError("model.llm.random_config is required when name_or_path is 'random'")
 
@@ -106,11 +111,9 @@ class DataConfig:
     train_file: str = ""            # COCO/MP-100 annotation JSON for training
     val_file: str = ""              # optional, evaluated after training
     test_file: str = ""             # optional, evaluated by `capellm eval` by default
-    image_root: str = ""            # folder the JSON's file_name is relative to ("" = JSON's ../images)
+    image_root: str = ""            # folder the JSON's file_name is relative to ("" = the JSON's folder)
     categories: str = "mp100"       # folder of category YAML files, or "mp100" (shipped files)
-
-    def __post_init__(self):
-        pass
+    only_present: bool = False      # train on the instances whose image exists (partial MP-100)
 
 
 @dataclass
@@ -238,6 +241,7 @@ def preset(name: str) -> RunConfig:
     }
     if name in papers:
         cfg = _paper(*papers[name])
+        cfg.model.llm.dtype = "bfloat16"   # frozen base in bf16; LoRA adapters stay float32
         if name.endswith("vicuna"):
             cfg.model.llm.prompt_format = "vicuna"
         return cfg

@@ -68,6 +68,12 @@ def make_accelerator(cfg: RunConfig):
 def build_training(cfg: RunConfig, accelerator):
     """Model, data set, optimiser and scheduler for `cfg` (identical on every process)."""
     data = load_keypoint_dataset(cfg.data.train_file, cfg.data.image_root or None)
+    if cfg.data.only_present:
+        from capellm.data.mp100 import filter_present
+
+        data, report = filter_present(data)
+        log.info("data.only_present: training on %d of %d instances (dropped: %s)", report["kept"],
+                 report["instances"], report["dropped"])
     cats = categories_for(data, cfg.data.categories)
     tokenizer = None
     if cfg.model.llm.tokenizer.startswith("bpe:"):

@@ -12,6 +12,7 @@ decoder body and applies the output head only where labels exist (see capellm.mo
 from __future__ import annotations
 
 import torch
+import transformers
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
@@ -90,8 +91,9 @@ def build_language_model(cfg: LLMConfig, vocab_size: int, dtype: torch.dtype | N
         kw = {}
         if cfg.gguf_file:
             kw["gguf_file"] = cfg.gguf_file
-        if dtype is not None:
-            kw["dtype"] = dtype
+        # transformers 5 names it `dtype`, 4.x `torch_dtype`
+        dtype_kw = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+        kw[dtype_kw] = dtype if dtype is not None else getattr(torch, cfg.dtype)
         if cfg.load_in_4bit:
             from transformers import BitsAndBytesConfig
 

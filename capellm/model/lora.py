@@ -44,10 +44,11 @@ class LoRALinear(nn.Module):
         self.base = base
         self.rank = rank
         self.scale = alpha / rank
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, dtype=base.weight.dtype,
-                                               device=base.weight.device))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, dtype=base.weight.dtype,
-                                               device=base.weight.device))
+        # adapters stay float32 whatever the base holds (bf16, or packed 4-bit integers): they are
+        # the trained weights, and AdamW on bf16 parameters loses small updates
+        dev = base.weight.device
+        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, dtype=torch.float32, device=dev))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, dtype=torch.float32, device=dev))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
@@ -68,13 +69,15 @@ class LoRALinear(nn.Module):
     def merge(self) -> None:
         """Fold B @ A into the base weight (for fast inference); `unmerge` undoes it."""
         if not self.merged:
-            self.base.weight += (self.lora_B @ self.lora_A).to(self.base.weight.dtype) * self.scale
+            if not self.base.weight.is_floating_point():
+                raise TypeError("cannot merge LoRA into quantised base weights; keep the adapters unmerged")
+            self.base.weight += (self.lora_B @ self.lora_A * self.scale).to(self.base.weight.dtype)
             self.merged = True
 
     @torch.no_grad()
     def unmerge(self) -> None:
         if self.merged:
-            self.base.weight -= (self.lora_B @ self.lora_A).to(self.base.weight.dtype) * self.scale
+            self.base.weight -= (self.lora_B @ self.lora_A * self.scale).to(self.base.weight.dtype)
             self.merged = False
 
 
