@@ -1,5 +1,7 @@
 """The `capellm` command: thin entry points over the library.
 
+    capellm demo    [--out runs/demo]                      train + evaluate on unseen synthetic categories (CPU)
+    capellm ablate  [--study instruction|rounds|all]       the paper's Tables 3 and 4 on the synthetic benchmark
     capellm train   [--preset NAME] [--config FILE] [--resume] [--<field> VALUE ...]
     capellm eval    --checkpoint DIR --ann FILE [--out metrics.json] [--protocol pairs --shots 1|5]
     capellm predict --checkpoint DIR --image IMG --category NAME_OR_FILE [--box x,y,w,h]
@@ -7,6 +9,8 @@
     capellm data synth --out DIR                           generate the synthetic benchmark
     capellm data check-mp100 --root DIR [--ann-dir DIR]    which MP-100 images are present, per category
     capellm report --metrics M1.json ... [--out table.md]  average the 5 splits into the paper's Table 2
+    capellm category new NAME --keypoints "a,b,c"          start a category file for your own object
+    capellm app     --checkpoint DIR                       web app (needs the `app` extra)
 
 Every config field is also a flag named by its dotted path (`--train.lr 1e-4`), derived from the
 dataclasses in capellm.config. Each subcommand is a function taking argv, so tests call it in-process.
@@ -161,7 +165,19 @@ def cmd_app(argv=None) -> int:
     return app_main(argv)
 
 
-COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "config": cmd_config, "data": cmd_data,
+def cmd_ablate(argv=None) -> int:
+    from capellm.ablate import main as ablate_main
+
+    return ablate_main(argv)
+
+
+def cmd_demo(argv=None) -> int:
+    from capellm.demo import main as demo_main
+
+    return demo_main(argv)
+
+
+COMMANDS = {"demo": cmd_demo, "ablate": cmd_ablate, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "config": cmd_config, "data": cmd_data,
             "report": cmd_report, "category": cmd_category, "app": cmd_app}
 
 
