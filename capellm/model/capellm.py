@@ -18,6 +18,7 @@ fully trained or randomly initialised components) and `tokenizer/`.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from capellm.data.categories import Category
 from capellm.data.instructions import (IGNORE_INDEX, ParseError, PromptFormat, SegmentTokenizer,
                                        parse_coords, render_conversation, round_segments)
 from capellm.data.transforms import CropResult, crop_instance, load_image
-from capellm.decoding import Answer, greedy_decode
+from capellm.decoding import Answer, CoordinateGrammar, Conversation, decode
 from capellm.model.language_model import build_language_model, build_tokenizer, decoder_body, run_decoder
 from capellm.model.lora import apply_lora, lora_modules
 from capellm.model.projector import Projector
@@ -145,54 +146,71 @@ class CapeLLM(nn.Module):
     def end_ids(self) -> list[int]:
         return self.segment_tokenizer.encode(self.fmt.answer_end)
 
+    def answer_grammar(self):
+        """The coordinate format as tokens (capellm.decoding.CoordinateGrammar), or None where the
+        tokenizer does not spell it token by token (answers are then decoded unconstrained)."""
+        key = (self.fmt.answer_end, self.cfg.instruction.decimals)
+        cached = self.__dict__.get("_grammar")
+        if cached is None or cached[0] != key:
+            grammar = CoordinateGrammar.build(self.segment_tokenizer.encode, *key)
+            if grammar is None:
+                warnings.warn("the tokenizer does not spell '[x,y]' answers token by token; "
+                              "decoding unconstrained (answers may not parse)", stacklevel=2)
+            cached = self.__dict__["_grammar"] = (key, grammar)
+        return cached[1]
+
+    def _decode(self, image_embeds: torch.Tensor, convs: list[Conversation], constrained: bool) -> list[list[Answer]]:
+        return decode(self.llm, image_embeds, convs, grammar=self.answer_grammar() if constrained else None,
+                      end_ids=self.end_ids(), pad_id=self.tokenizer.pad_token_id, tokenizer=self.tokenizer,
+                      max_new_tokens=self.cfg.max_new_tokens)
+
     @torch.no_grad()
-    def answer(self, image_embeds: torch.Tensor, image_index: list[int], prompts: list[list[int]]) -> list[Answer]:
-        return greedy_decode(self.llm, image_embeds, image_index, prompts, self.end_ids(),
-                             self.tokenizer.pad_token_id, self.tokenizer, self.cfg.max_new_tokens)
+    def answer(self, image_embeds: torch.Tensor, image_index: list[int], prompts: list[list[int]],
+               constrained: bool = False) -> list[Answer]:
+        """The model's answer to each prompt (token ids after the image tokens of image_index[q]).
+
+        Unconstrained greedy by default (the raw model); constrained=True admits only "[x,y]".
+        """
+        convs = [Conversation(i, [list(p)]) for i, p in zip(image_index, prompts)]
+        return [a[0] for a in self._decode(image_embeds, convs, constrained)]
 
     @torch.no_grad()
     def predict_crops(self, crops: list[CropResult], categories: list[Category], mode: str = "single",
-                      keypoints: list[list[int]] | None = None) -> list[Prediction]:
+                      keypoints: list[list[int]] | None = None, constrained: bool = True) -> list[Prediction]:
         """Ask for keypoints of already-cropped instances; returns predictions in image pixels.
 
         keypoints[i]: which keypoint indices to ask for instance i (default: all).
         mode: "single" asks each keypoint in its own prompt (the official evaluation);
               "multi" asks k per conversation, each answer staying in context (as trained).
+        constrained: decode only well-formed coordinates (see capellm.decoding); False gives the
+              model's unconstrained greedy answers.
+        One pass of the decoding engine serves the whole batch: every image is encoded once, and
+        its image tokens and common prompt prefix are prefilled once for all of its queries.
         """
+        if mode not in ("single", "multi"):
+            raise ValueError(f"mode must be 'single' or 'multi', got '{mode}'")
         was_training = self.training
         self.eval()
         pix = torch.stack([c.pixel_values for c in crops]).to(self.device)
         img = self.encode_images(pix)                                      # [B, N, D]
         ask = keypoints or [list(range(c.num_keypoints)) for c in categories]
-        answers: list[dict[int, Answer]] = [{} for _ in crops]
         icfg = self.cfg.instruction
-        if mode == "single":
-            index, prompts, where = [], [], []
-            for i, (cat, kps) in enumerate(zip(categories, ask)):
-                for kp in kps:
-                    ids, _ = self.segment_tokenizer(render_conversation(cat, [kp], None, icfg, self.fmt))
-                    index.append(i), prompts.append(ids), where.append((i, kp))
-            for (i, kp), a in zip(where, self.answer(img, index, prompts)):
+        first = lambda cat, kp: self.segment_tokenizer(render_conversation(cat, [kp], None, icfg, self.fmt))[0]
+        convs, where = [], []
+        for i, (cat, kps) in enumerate(zip(categories, ask)):
+            # single: one conversation per keypoint; multi: groups of k in keypoint order, each
+            # later round's prompt following the model's previous answer (as in training)
+            groups = [[kp] for kp in kps] if mode == "single" else [kps[j:j + icfg.k] for j in range(0, len(kps), icfg.k)]
+            for group in groups:
+                rounds = [first(cat, group[0])] + [
+                    self.segment_tokenizer.encode(round_segments(cat, kp, icfg, self.fmt, first=False).text)
+                    for kp in group[1:]]
+                convs.append(Conversation(i, rounds))
+                where.append((i, group))
+        answers: list[dict[int, Answer]] = [{} for _ in crops]
+        for (i, group), got in zip(where, self._decode(img, convs, constrained)):
+            for kp, a in zip(group, got):
                 answers[i][kp] = a
-        elif mode == "multi":
-            # groups of k in keypoint order; round r's prompt holds rounds < r with the model's answers
-            convs = [[kps[j:j + icfg.k] for j in range(0, len(kps), icfg.k)] for kps in ask]
-            for r in range(icfg.k):
-                index, prompts, where = [], [], []
-                for i, (cat, groups) in enumerate(zip(categories, convs)):
-                    for g, group in enumerate(groups):
-                        if r >= len(group):
-                            continue
-                        ids = self.segment_tokenizer(render_conversation(cat, group[:1], None, icfg, self.fmt))[0]
-                        for prev in range(1, r + 1):
-                            ids = ids + answers[i][group[prev - 1]].token_ids + self.segment_tokenizer.encode(
-                                round_segments(cat, group[prev], icfg, self.fmt, first=False).text)
-                        index.append(i), prompts.append(ids), where.append((i, group[r]))
-                if prompts:
-                    for (i, kp), a in zip(where, self.answer(img, index, prompts)):
-                        answers[i][kp] = a
-        else:
-            raise ValueError(f"mode must be 'single' or 'multi', got '{mode}'")
         if was_training:
             self.train()
         return [self._to_prediction(c, cat, ans) for c, cat, ans in zip(crops, categories, answers)]
