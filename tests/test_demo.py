@@ -1,0 +1,88 @@
+"""`capellm demo` and `capellm ablate` end to end on the tiny synthetic benchmark, and the
+pixel-free baselines against hand-computed values."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from capellm.baselines import MeanPositionBaseline, centre_prediction
+from capellm.data.categories import Category, Keypoint
+from capellm.data.coco import Instance
+from capellm.data.transforms import CropConfig
+
+
+@pytest.fixture(scope="module")
+def tiny_synth(tmp_path_factory):
+    from capellm.data.synth import generate
+
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, seed=0, tiny=True)
+    return root
+
+
+def _inst(bbox, kps, vis, cid=1):
+    return Instance(ann_id=1, image_id=1, category_id=cid, file_name="x.png", image_path=None, width=100,
+                    height=100, bbox=np.asarray(bbox, np.float32), keypoints=np.asarray(kps, np.float32),
+                    visible=np.asarray(vis, bool))
+
+
+def test_centre_baseline():
+    cat = Category("c", (Keypoint("a"), Keypoint("b")))
+    pred = centre_prediction(_inst([10, 20, 40, 60], [[0, 0], [1, 1]], [1, 1]), cat)
+    np.testing.assert_allclose(pred, [[30, 50], [30, 50]])
+
+
+def test_mean_position_baseline_averages_names_across_categories():
+    # two categories share the name "top"; crops are squares of side max(w, h) (padding 1)
+    crop = CropConfig(input_size=64, padding=1.0)
+    a = Category("a", (Keypoint("Top"), Keypoint("only in a")), id=1)
+    b = Category("b", (Keypoint("top"), Keypoint("other")), id=2)
+    cats = {1: a, 2: b}
+    # box [0,0,100,100]: the crop is the box, unit = pixel / 100; "top" at unit (0.5, 0.1) in one
+    # instance and (0.5, 0.3) in the other
+    i1 = _inst([0, 0, 100, 100], [[50, 10], [0, 0]], [1, 0], cid=1)
+    i2 = _inst([0, 0, 100, 100], [[50, 30], [10, 10]], [1, 1], cid=2)
+    base = MeanPositionBaseline(crop).fit([i1, i2], cats)
+    assert set(base.means) == {"top", "other"}          # unlabelled points do not count
+    np.testing.assert_allclose(base.means["top"], [0.5, 0.2], atol=1e-6)
+    # prediction on a new box maps the unit position back to its pixels; unseen names -> centre
+    new = Category("n", (Keypoint("top"), Keypoint("never seen")))
+    pred = base.predict(_inst([100, 0, 200, 100], [[0, 0], [0, 0]], [1, 1]), new)
+    # the square crop of side 200 centred on the box centre (200, 50) spans y in [-50, 150]
+    np.testing.assert_allclose(pred[0], [200, -50 + 0.2 * 200], atol=1e-3)
+    np.testing.assert_allclose(pred[1], [200, 50], atol=1e-3)
+    assert base.coverage(new) == 0.5
+
+
+def test_demo_runs_end_to_end(tiny_synth, tmp_path, capsys):
+    from capellm.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--data", str(tiny_synth), "--out", str(out), "--preset", "tiny", "--steps", "3",
+                 "--pictures", "2"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["baselines"]) == {"centre of box", "mean position per name"}
+    assert m["model"]["overall"]["instances"] == sum(v["instances"] for v in m["model"]["per_category"].values())
+    assert not set(m["train_categories"]) & set(m["test_categories"])
+    assert len(m["pictures"]) == 2 and all((out / "pictures").glob("*.png"))
+    printed = capsys.readouterr().out
+    assert "mean position per name" in printed and "time:" in printed
+
+
+def test_ablate_instruction_study_resumes(tiny_synth, tmp_path):
+    from capellm.ablate import main
+
+    out = tmp_path / "abl"
+    args = ["--study", "instruction", "--data", str(tiny_synth), "--out", str(out), "--steps", "2"]
+    assert main(args) == 0
+    done = json.loads((out / "ablations.json").read_text())
+    assert set(done) == {"instruction/name only", "instruction/name + description",
+                         "instruction/name + description + keypoint list"}
+    assert done["instruction/name only"]["instruction"] == {"description": False}
+    stamp = (out / "ablations.json").stat().st_mtime_ns
+    assert main(args) == 0                      # everything done: nothing retrained
+    assert (out / "ablations.json").stat().st_mtime_ns == stamp
+    assert "| name only |" in (out / "ablations.md").read_text()
