@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from capellm.data.transforms import ImageError, _to_rgb, apply_affine, invert_affine
+from capellm.data.transforms import ImageError, _to_rgb, apply_affine, image_errors, invert_affine
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 OVERSAMPLE = 2.0  # working crop keeps <= OVERSAMPLE source pixels per encoder pixel (antialiased above)
@@ -97,23 +97,6 @@ def _map_rect(m: np.ndarray, x0: float, y0: float, x1: float, y1: float) -> tupl
 # reading images
 
 
-@contextlib.contextmanager
-def _image_errors(path):
-    """Turn what PIL raises for a bad file into an ImageError naming it (as transforms.load_image)."""
-    try:
-        yield
-    except FileNotFoundError:
-        raise ImageError(f"{path}: image file not found") from None
-    except IsADirectoryError:
-        raise ImageError(f"{path}: is a directory, not an image file") from None
-    except Image.UnidentifiedImageError:
-        raise ImageError(f"{path}: not a readable image (unknown or corrupt format)") from None
-    except Image.DecompressionBombError as e:
-        raise ImageError(f"{path}: image too large to decode safely ({e})") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(f"{path}: corrupt, truncated or unsupported image ({type(e).__name__}: {e})") from None
-
-
 @dataclass
 class ImageSource:
     """An image file (read lazily, region by region) or an in-memory PIL image.
@@ -131,7 +114,7 @@ class ImageSource:
         """Read the header only (fast); a missing or unidentifiable file raises ImageError now,
         damaged pixel data when it is read."""
         path = Path(path)
-        with _image_errors(path), Image.open(path) as im:
+        with image_errors(path), Image.open(path) as im:
             o = im.getexif().get(0x0112, 1)
             o = o if o in _EXIF_TRANSPOSE else 1
             w, h = im.size
@@ -158,7 +141,7 @@ class ImageSource:
         if x1 <= x0 or y1 <= y0:
             raise ValueError(f"empty region {(x0, y0, x1, y1)} of a {W}x{H} image")
         scale = float(min(1.0, scale))
-        with _image_errors(self.name):
+        with image_errors(self.name):
             return self._read(x0, y0, x1, y1, scale)
 
     def _read(self, x0, y0, x1, y1, scale):

@@ -39,6 +39,8 @@ Design choices:
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,11 +74,18 @@ def load_image(path) -> Image.Image:
     Raises ImageError naming the file when it is missing, not an image, corrupt or truncated.
     """
     path = Path(path)
-    try:
+    with image_errors(path):
         with Image.open(path) as im:
             im.load()  # decode now: truncated / corrupt data fails here, not later in a worker
             im = ImageOps.exif_transpose(im)
             return _to_rgb(im)
+
+
+@contextlib.contextmanager
+def image_errors(path):
+    """Turn what PIL raises for a bad file into an ImageError naming the file."""
+    try:
+        yield
     except FileNotFoundError:
         raise ImageError(f"{path}: image file not found") from None
     except IsADirectoryError:
