@@ -24,10 +24,11 @@ keeps Llama 3's 128,256 rows so the output head costs what it costs), batch-1 la
 instance and the engine's throughput at a large batch.
 
 The prompts ask for the K = 17 keypoints of an MP-100 category (002_horse_body by default) on
-random crops. Times are wall-clock after one warm-up call of each method.
+random crops. Times are wall-clock after one warm-up call of each method; the methods that go
+instance by instance are timed interleaved, so that a change in machine load hits them alike.
 
-    python benchmarks/decode.py                  # CPU, 3 instances
-    python benchmarks/decode.py --gpu            # CUDA
+    python benchmarks/decode.py --ablations --breakdown   # CPU, 3 instances (docs/performance.md)
+    python benchmarks/decode.py --gpu --breakdown         # CUDA (not run yet: no GPU so far)
 """
 
 from __future__ import annotations
@@ -213,6 +214,53 @@ def engine(model: CapeLLM, crops, category: Category, batch: int, mode: str = "s
     return texts
 
 
+def engine_breakdown(model: CapeLLM, crops, category: Category, batch: int) -> dict[str, float]:
+    """Seconds of the engine spent in: the vision encoder, the prefill of image + shared prefix,
+    the prefill of each query's own suffix, the decoding steps (decoder body), the output head,
+    and the rest (projector, cache copies, grammar, prompts, Python). Decoder calls are told
+    apart by their shape."""
+    from capellm.model.language_model import decoder_body
+
+    dev = model.device
+    spent = {"encoder": 0.0, "prefill image + prefix": 0.0, "prefill own suffix": 0.0, "decoding steps": 0.0,
+             "output head": 0.0}
+    n_img = model.vision.num_tokens(model.cfg.crop.input_size)
+    start = {}
+
+    def pre(name):
+        def f(_m, args, kwargs):
+            sync(dev)
+            start[name] = time.perf_counter()
+        return f
+
+    def post(name):
+        def f(_m, args, kwargs, out):
+            sync(dev)
+            t = time.perf_counter() - start[name]
+            if name in ("encoder", "output head"):
+                spent[name] += t
+            else:
+                width = kwargs["inputs_embeds"].shape[1]
+                key = ("prefill image + prefix" if width >= n_img else
+                       "prefill own suffix" if width > 3 else "decoding steps")
+                spent[key] += t
+        return f
+
+    hooks = []
+    for name, module in (("encoder", model.vision), ("llm", decoder_body(model.llm)),
+                         ("output head", model.llm.get_output_embeddings())):
+        hooks.append(module.register_forward_pre_hook(pre(name), with_kwargs=True))
+        hooks.append(module.register_forward_hook(post(name), with_kwargs=True))
+    try:
+        total, _ = timed(lambda: engine(model, crops, category, batch), dev)
+    finally:
+        for h in hooks:
+            h.remove()
+    spent["rest"] = total - sum(spent.values())
+    spent["total"] = total
+    return spent
+
+
 # ---------------------------------------------------------------------------------------------
 # Timing and report
 # ---------------------------------------------------------------------------------------------
@@ -257,6 +305,8 @@ def main(argv=None) -> int:
     p.add_argument("--ablations", action="store_true",
                    help="also time the engine without its CPU grouped-query attention kernel path")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--breakdown", action="store_true", help="also split the engine's time into its phases")
+    p.add_argument("--repeat", type=int, default=1, help="time each call this many times, keep the fastest")
     p.add_argument("--json", default="", help="also write the results here")
     args = p.parse_args(argv)
     if args.gpu and not torch.cuda.is_available():
@@ -306,34 +356,47 @@ def main(argv=None) -> int:
         print(f"  {name:<28} {kps:>5} kp {seconds:>8.2f} s {r['keypoints_per_s']:>8.2f} kp/s "
               f"{r['ms_per_instance']:>9.1f} ms/instance  parsed {100 * r['parsed']:.0f}%", flush=True)
 
-    if "reference" not in skip:
-        s, texts = timed(lambda: reference(model, crops[:n_ref], category), device)
-        record("(a) reference", n_ref, s, texts)
-    if "hf-batch" not in skip:
-        s, texts = timed(lambda: hf_batch(model, crops, category), device)
-        record("(b) hf-batch", n, s, texts)
-    s, texts = timed(lambda: engine(model, crops, category, 1), device)
-    record("(c) engine, batch 1", n, s, texts)
-    s, texts = timed(lambda: engine(model, crops, category, n), device)
-    record(f"(c) engine, batch {n}", n, s, texts)
-    if args.ablations:
-        import capellm.decoding as decoding
+    # Methods that work instance by instance are timed interleaved, instance after instance, so
+    # that a change in machine load (a shared CPU) hits them alike.
+    import capellm.decoding as decoding
 
+    def engine_hf_attention(crops_):
         decoding.USE_GQA_KERNEL = False
         try:
-            s, texts = timed(lambda: engine(model, crops, category, 1), device)
+            return engine(model, crops_, category, 1)
         finally:
             decoding.USE_GQA_KERNEL = True
-        record("(c) engine b 1, HF attention", n, s, texts)
-    if "multi" not in skip:
-        s, texts = timed(lambda: engine(model, crops, category, 1, mode="multi"), device)
-        record(f"(c) engine multi k={model.cfg.instruction.k}, b 1", n, s, texts)
+
+    per_instance = [("(a) reference", lambda c: reference(model, c, category), n_ref)] * ("reference" not in skip)
+    per_instance += [("(b) hf-batch", lambda c: hf_batch(model, c, category), n)] * ("hf-batch" not in skip)
+    per_instance += [("(c) engine, batch 1", lambda c: engine(model, c, category, 1), n)]
+    per_instance += [(f"(c) engine multi k={model.cfg.instruction.k}, b 1",
+                      lambda c: engine(model, c, category, 1, mode="multi"), n)] * ("multi" not in skip)
+    per_instance += [("(c) engine b 1, HF attention", engine_hf_attention, n)] * args.ablations
+    spent = {name: [0.0, []] for name, _, _ in per_instance}
+    for i in range(n):
+        for name, fn, upto in per_instance:
+            if i < upto:
+                s, texts = timed(lambda: fn(crops[i:i + 1]), device, repeat=args.repeat)
+                spent[name][0] += s
+                spent[name][1] += texts
+    for name, _, upto in per_instance:
+        record(name, upto, *spent[name])
+    s, texts = timed(lambda: engine(model, crops, category, n), device, repeat=args.repeat)
+    record(f"(c) engine, batch {n}", n, s, texts)
     if args.gpu:
         big = make_crops(model, category, args.big_batch, seed=1)
         engine(model, big, category, args.big_batch)
-        s, texts = timed(lambda: engine(model, big, category, args.big_batch), device)
+        s, texts = timed(lambda: engine(model, big, category, args.big_batch), device, repeat=args.repeat)
         record(f"(c) engine, batch {args.big_batch}", args.big_batch, s, texts)
         print(f"  peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
+
+    breakdown = {}
+    if args.breakdown:
+        for b in (1, n):
+            breakdown[f"batch {b}"] = engine_breakdown(model, crops, category, b)
+            print(f"  engine batch {b}, seconds per instance: " + ", ".join(
+                f"{k} {v / n:.3f}" for k, v in breakdown[f'batch {b}'].items()), flush=True)
 
     by = {r["method"]: r for r in rows}
     print("ratios (keypoints per second):")
@@ -347,7 +410,8 @@ def main(argv=None) -> int:
         print(f"  {'(b) hf-batch':<28} / {'(a) reference':<14} = "
               f"{by['(b) hf-batch']['keypoints_per_s'] / by['(a) reference']['keypoints_per_s']:6.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps({"device": hardware(device), "gpu": args.gpu, "rows": rows}, indent=2))
+        Path(args.json).write_text(json.dumps({"device": hardware(device), "gpu": args.gpu, "rows": rows,
+                                               "breakdown": breakdown}, indent=2))
     return 0
 
 

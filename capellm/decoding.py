@@ -41,6 +41,7 @@ digits only for constrained answers, since the fixed tokens are not chosen).
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import re
@@ -226,6 +227,7 @@ class _Rows:
         self.pad_id = pad_id
         self.device = device
         self.cache = None
+        self.reserved = False                    # cache layers are `_reserved_layer_class()`
         self.mask: torch.Tensor | None = None
         self.count: torch.Tensor | None = None
 
@@ -252,13 +254,49 @@ class _Rows:
         self.count = self.count + chunk_mask.sum(-1)
         return self.head(h[:, -1]).float()
 
-    def feed_tokens(self, lists: list[list[int]]) -> torch.Tensor:
+    def feed_tokens(self, lists: list[list[int]], buckets: bool = False) -> torch.Tensor:
+        """Feed token lists (left-padded to one width). buckets: rows sorted by length may be
+        prefilled in several calls of their own widths (see `_feed_buckets`)."""
+        if buckets and self.reserved:
+            spans = _length_buckets([len(t) for t in lists], _CALL_COST[self.device.type == "cuda"])
+            if len(spans) > 1:
+                return self._feed_buckets(lists, spans)
         return self.feed(*self.embed(lists))
+
+    def _feed_buckets(self, lists: list[list[int]], spans: list[slice]) -> torch.Tensor:
+        """Feed a chunk of very different row lengths bucket by bucket, each bucket at its own
+        width: the rows' KV is written into the shared reserved buffers at the columns the full
+        chunk would give them, the narrower buckets' missing columns are zeros and masked out.
+        Same result as one call over the full width, without computing its padding."""
+        x, chunk_mask = self.embed(lists)                                        # [R, W, D], [R, W]
+        width, n0 = x.shape[1], self.mask.shape[1]
+        layers = self.cache.layers
+        logits = []
+        for sl in spans:
+            gap = width - max(len(t) for t in lists[sl])
+            sub = copy.copy(self.cache)
+            sub.layers = []
+            for layer in layers:
+                layer._kbuf[sl, :, n0:n0 + gap] = 0
+                layer._vbuf[sl, :, n0:n0 + gap] = 0
+                sub.layers.append(type(layer)(layer._kbuf[sl], layer._vbuf[sl], n0 + gap))
+            part = chunk_mask[sl, gap:]
+            pos = (self.count[sl, None] + part.cumsum(-1) - 1).clamp(min=0)
+            h, _ = run_decoder(self.body, x[sl, gap:], torch.cat([self.mask[sl], chunk_mask[sl]], 1), pos,
+                               cache=sub, use_cache=True)
+            logits.append(self.head(h[:, -1]).float())
+        for layer in layers:
+            layer._view(n0 + width)
+        self.mask = torch.cat([self.mask, chunk_mask], dim=1)
+        self.count = self.count + chunk_mask.sum(-1)
+        return torch.cat(logits)
 
     def select(self, index: torch.Tensor, reserve: int = 0) -> None:
         """Keep (and repeat) rows: row i becomes old row index[i]. reserve: room for this many
         more tokens per row, allocated now (see `_reserve`)."""
-        if not (reserve and _reserve(self.cache, index, reserve)):
+        if reserve and _reserve(self.cache, index, reserve):
+            self.reserved = True
+        else:
             self.cache.reorder_cache(index)
         self.mask = self.mask.index_select(0, index)
         self.count = self.count.index_select(0, index)
@@ -378,6 +416,38 @@ def _decoding_attention(llm: nn.Module, device: torch.device):
         cfg._attn_implementation = "sdpa"
 
 
+# Per extra forward call, the padded tokens a bucket must save (CPU: a call costs little beyond
+# its tokens; CUDA: kernel launches of a whole forward pass, a guess not yet measured).
+_CALL_COST = {False: 32, True: 512}
+
+
+def _length_buckets(lengths: list[int], call_cost: int, max_buckets: int = 4) -> list[slice]:
+    """Split rows (sorted by length, ascending) into contiguous buckets minimising the tokens
+    computed, sum(rows x widest row) + call_cost per bucket; at most `max_buckets`."""
+    if any(a > b for a, b in zip(lengths, lengths[1:])):
+        return [slice(0, len(lengths))]
+    ends = [i + 1 for i in range(len(lengths)) if i + 1 == len(lengths) or lengths[i + 1] != lengths[i]]
+    inf = float("inf")
+    # best[b][j]: cost of rows [0, ends[j]) in b + 1 buckets
+    best = [[inf] * len(ends) for _ in range(max_buckets)]
+    back = [[-1] * len(ends) for _ in range(max_buckets)]
+    for j, e in enumerate(ends):
+        best[0][j] = e * lengths[e - 1] + call_cost
+    for b in range(1, max_buckets):
+        for j, e in enumerate(ends):
+            for i in range(j):
+                c = best[b - 1][i] + (e - ends[i]) * lengths[e - 1] + call_cost
+                if c < best[b][j]:
+                    best[b][j], back[b][j] = c, i
+    b = min(range(max_buckets), key=lambda b: best[b][-1])
+    spans, j = [], len(ends) - 1
+    while b >= 0:
+        i = back[b][j] if b else -1
+        spans.append(slice(ends[i] if i >= 0 else 0, ends[j]))
+        j, b = i, b - 1
+    return spans[::-1]
+
+
 def _common_prefix(seqs: list[list[int]]) -> int:
     n = min(len(s) for s in seqs)
     first = seqs[0]
@@ -436,12 +506,13 @@ def _decode(llm, image_embeds, conversations, grammar, end_ids, pad_id, tokenize
         mask[i, pad:] = 1
     rows.feed(x, mask)
 
-    # 2. one row per conversation, sharing its instance's cache
+    # 2. one row per conversation, sharing its instance's cache; rows ordered by the length of
+    #    their own first chunk, so that it can be prefilled in buckets of similar lengths
     pending = [c.rounds[0][prefix[c.image]:] for c in conversations]             # tokens not yet fed
-    rows.select(torch.tensor([slot_of[c.image] for c in conversations], device=device),
+    alive = sorted(range(len(conversations)), key=lambda ci: len(pending[ci]))   # conversation of each row
+    rows.select(torch.tensor([slot_of[conversations[ci].image] for ci in alive], device=device),
                 reserve=_columns_needed(conversations, pending, grammar, max_new_tokens))
     answers: list[list[Answer]] = [[] for _ in conversations]
-    alive = list(range(len(conversations)))                                    # conversation of each row
 
     # 3. round by round; the cache carries the conversation from one round to the next
     for r in range(max(len(c.rounds) for c in conversations)):
@@ -451,9 +522,9 @@ def _decode(llm, image_embeds, conversations, grammar, end_ids, pad_id, tokenize
             alive = [alive[j] for j in keep]
         chunk = [pending[ci] + (conversations[ci].rounds[r] if r else []) for ci in alive]
         if grammar is not None:
-            got, carry = _constrained_round(rows, chunk, grammar, tokenizer, end_ids)
+            got, carry = _constrained_round(rows, chunk, grammar, tokenizer, end_ids, buckets=r == 0)
         else:
-            got, carry = _greedy_round(rows, chunk, end_ids, tokenizer, max_new_tokens)
+            got, carry = _greedy_round(rows, chunk, end_ids, tokenizer, max_new_tokens, buckets=r == 0)
         for ci, a, c in zip(alive, got, carry):
             answers[ci].append(a)
             pending[ci] = c
@@ -477,11 +548,11 @@ def _columns_needed(conversations: list[Conversation], pending: list[list[int]],
 
 
 def _constrained_round(rows: _Rows, chunk: list[list[int]], grammar: CoordinateGrammar, tokenizer,
-                       end_ids: list[int]) -> tuple[list[Answer], list[list[int]]]:
+                       end_ids: list[int], buckets: bool = False) -> tuple[list[Answer], list[list[int]]]:
     """One answer per row under the grammar; returns the answers and each row's unfed tokens."""
     q = len(chunk)
     device = rows.device
-    logits = rows.feed_tokens([c + grammar.lead for c in chunk])                 # [Q, V]
+    logits = rows.feed_tokens([c + grammar.lead for c in chunk], buckets)       # [Q, V]
     ids_dev = grammar.ids_on(device)
     one = torch.zeros(q, 2, dtype=torch.bool, device=device)                     # integer digit was 1
     logprob = torch.zeros(q, dtype=torch.float64, device=device)
@@ -522,10 +593,10 @@ def _constrained_round(rows: _Rows, chunk: list[list[int]], grammar: CoordinateG
 
 
 def _greedy_round(rows: _Rows, chunk: list[list[int]], end_ids: list[int], tokenizer,
-                  max_new_tokens: int) -> tuple[list[Answer], list[list[int]]]:
+                  max_new_tokens: int, buckets: bool = False) -> tuple[list[Answer], list[list[int]]]:
     """Unconstrained greedy answers up to the end marker; returns answers and unfed tokens."""
     q = len(chunk)
-    logits = rows.feed_tokens(chunk)
+    logits = rows.feed_tokens(chunk, buckets)
     generated: list[list[int]] = [[] for _ in range(q)]
     logprob = [0.0] * q
     done = [False] * q

@@ -207,6 +207,27 @@ def test_reserved_cache_equals_concatenating_cache(monkeypatch):
         np.testing.assert_allclose(b.confidence, c.confidence, rtol=1e-5)
 
 
+def test_bucketed_prefill_equals_one_call(trained, monkeypatch):
+    """Rows of very different prompt lengths prefilled in buckets of their own widths decode as
+    in one call over the widest row (which the engine does on a single bucket)."""
+    import capellm.decoding as decoding
+
+    model, crops, _ = trained
+    long_cat = Category("star", tuple(Keypoint(f"tip {i}", "x" * (4 + 9 * i)) for i in range(5)), id=2)
+    spans = []
+    real = decoding._length_buckets
+    monkeypatch.setattr(decoding, "_length_buckets", lambda *a: spans.append(real(*a)) or spans[-1])
+    for mode in ("single", "multi"):
+        split = model.predict_crops(crops[:2], [long_cat] * 2, mode=mode)
+        monkeypatch.setattr(decoding, "_length_buckets", lambda lengths, *a: [slice(0, len(lengths))])
+        whole = model.predict_crops(crops[:2], [long_cat] * 2, mode=mode)
+        monkeypatch.setattr(decoding, "_length_buckets", lambda *a: spans.append(real(*a)) or spans[-1])
+        for a, b in zip(split, whole):
+            assert a.answers == b.answers
+            np.testing.assert_allclose(a.confidence, b.confidence, rtol=1e-4)
+    assert all(len(s) > 1 for s in spans), spans
+
+
 def test_common_prefix():
     assert _common_prefix([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
     assert _common_prefix([[5], [6]]) == 0
