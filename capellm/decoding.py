@@ -6,9 +6,12 @@ its own copy of the image tokens, the vision encoder run again at every generate
 
 - Shared prefix. The caller encodes each instance's image once. Here the image tokens and the
   longest common token prefix of all of that instance's first prompts are prefilled once, at a
-  batch of one row per instance; the KV cache is then copied out to one row per query
-  (`Cache.reorder_cache`, an index_select), and only each query's own suffix is prefilled. The
-  prefix is found on token ids (LCP), not by assumptions about the prompt text.
+  batch of one row per instance; the KV cache is then copied out to one row per query, and only
+  each query's own suffix is prefilled. The prefix is found on token ids (LCP), not by
+  assumptions about the prompt text. The copied-out cache (`_reserve`) has room for every token
+  decoding will append, so appending writes in place instead of reallocating the cache per call,
+  and rows sorted by suffix length are prefilled in buckets of similar widths
+  (`_Rows._feed_buckets`), so the suffix prefill computes little padding.
 - Constrained answers. Where the tokenizer spells the coordinate format token by token
   ("[0.123,0.456]" + end marker as single tokens for "[", each digit, ".", ",", "]" and the
   marker), `CoordinateGrammar` holds the answer as a template: tokens fixed by the format, and
@@ -21,15 +24,17 @@ its own copy of the image tokens, the vision encoder run again at every generate
   encoding sample answers with the same `SegmentTokenizer` training uses, and verified on every
   digit value, so the answer tokens are exactly those of training. Digit groups (a tokenizer that
   spells "123" as one token, e.g. Llama 3) become one slot over the 10^n group tokens. Where the
-  format is not token-aligned (a token spanning a digit and a fixed character, a BPE merge across
-  the number, ...), the engine falls back to unconstrained greedy decoding up to the end marker.
+  format is not token-aligned (a merge such as "00" that changes the token count with the value,
+  digits of x and y in one token, more than 3 digits per token), `CoordinateGrammar.build` returns
+  None and the engine decodes unconstrained greedy up to the end marker (same sharing and
+  batching; such answers may fail to parse and are then reported missing).
 - Multi-round conversations (k keypoints per conversation, as trained) keep their KV cache from
   round to round: the answer's tokens and the next round's prompt are fed as one chunk.
 - Grouped-query attention without copies (CPU). When more than one token is fed with a padding
   mask, transformers' SDPA path copies the whole KV cache once per query head (`repeat_kv`); on
-  CPU the engine runs those calls through SDPA's own GQA (`enable_gqa`) instead, which makes a
-  two-token decoding step as cheap as a one-token step. Same arithmetic, no copy; on CUDA the
-  model's attention is used unchanged.
+  CPU the engine runs those calls through SDPA's own GQA (`enable_gqa`) instead: same
+  arithmetic, no copy (see docs/performance.md for what it saves). On CUDA the model's attention
+  is used unchanged.
 - Batches across instances. Every chunk is left-padded, so each row's next token sits in the last
   column; padding therefore appears both before the image and between chunks, and is masked out.
   Position ids count only unmasked tokens (cumulative sum of the attention mask), so a row sees
@@ -193,11 +198,11 @@ class CoordinateGrammar:
         # the slots compose: whole answers encode exactly as the template spells them
         for x, y in ((0.0, 0.0), (1.0, 1.0), (0.123, 0.987), (0.5, 1.0), (0.999, 0.001), (0.707, 0.31)):
             text = format_coords(x, y, decimals)
-            if encode(text + answer_end) != grammar.spell(text[1:-1].replace(".", "").split(","), decimals):
+            if encode(text + answer_end) != grammar.spell(text[1:-1].replace(".", "").split(",")):
                 return None
         return grammar
 
-    def spell(self, numbers: list[str], decimals: int) -> list[int] | None:
+    def spell(self, numbers: list[str]) -> list[int] | None:
         """Token ids of the answer whose numbers have the digits `numbers` (e.g. ["0123", "0456"])."""
         ids = list(self.lead)
         used = [0, 0]
@@ -271,6 +276,8 @@ class _Rows:
         x, chunk_mask = self.embed(lists)                                        # [R, W, D], [R, W]
         width, n0 = x.shape[1], self.mask.shape[1]
         layers = self.cache.layers
+        if any(layer._kbuf.shape[-2] < n0 + width for layer in layers):         # no room: one call
+            return self.feed(x, chunk_mask)
         logits = []
         for sl in spans:
             gap = width - max(len(t) for t in lists[sl])
@@ -307,9 +314,9 @@ _RESERVED_LAYER = None
 
 def _reserved_layer_class():
     """A DynamicCache layer whose keys/values are views into buffers with spare room: appending
-    writes in place. (DynamicLayer concatenates: a fresh allocation and a copy of the whole cache
-    at every forward call, once per layer; with hundreds of rows that is most of a decoding step
-    on a CPU.) Row selection keeps the spare room."""
+    writes in place (DynamicLayer concatenates: a fresh allocation and a copy of the whole cache
+    at every forward call, in every layer), and bucketed prefill can write rows' KV at their
+    final columns. Row selection keeps the spare room."""
     global _RESERVED_LAYER
     if _RESERVED_LAYER is None:
         from transformers.cache_utils import DynamicLayer

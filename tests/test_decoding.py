@@ -21,6 +21,8 @@ from capellm.model.language_model import decoder_body
 from conftest import tiny_config
 
 CAT = Category("box", tuple(Keypoint(f"corner {i}", f"Corner {i} of the box.") for i in range(5)), id=1)
+# descriptions of very different lengths: prompts whose own suffixes the engine prefills in buckets
+VARIED = Category("star", tuple(Keypoint(f"tip {i}", "x" * (4 + 9 * i)) for i in range(5)), id=2)
 
 
 @pytest.fixture(scope="module")
@@ -192,14 +194,16 @@ def test_reserved_cache_equals_concatenating_cache(monkeypatch):
 
     model = untrained(2)
     crops = random_crops(model, 2, seed=3)
+    cats = [CAT, VARIED]
     used = []
     real = decoding._reserve
     monkeypatch.setattr(decoding, "_reserve", lambda *a: used.append(real(*a)) or used[-1])
-    reserved = model.predict_crops(crops, [CAT, CAT], mode="multi")
-    monkeypatch.setattr(decoding, "_columns_needed", lambda *a: 1)          # grows at every step
-    grown = model.predict_crops(crops, [CAT, CAT], mode="multi")
+    reserved = model.predict_crops(crops, cats, mode="multi")
+    # no room: buckets fall back to one call, then the room grows at every step
+    monkeypatch.setattr(decoding, "_columns_needed", lambda *a: 1)
+    grown = model.predict_crops(crops, cats, mode="multi")
     monkeypatch.setattr(decoding, "_reserve", lambda *a: False)
-    plain = model.predict_crops(crops, [CAT, CAT], mode="multi")
+    plain = model.predict_crops(crops, cats, mode="multi")
     assert used == [True, True]
     for a, b, c in zip(reserved, grown, plain):
         assert a.answers == b.answers == c.answers
@@ -213,7 +217,7 @@ def test_bucketed_prefill_equals_one_call(trained, monkeypatch):
     import capellm.decoding as decoding
 
     model, crops, _ = trained
-    long_cat = Category("star", tuple(Keypoint(f"tip {i}", "x" * (4 + 9 * i)) for i in range(5)), id=2)
+    long_cat = VARIED
     spans = []
     real = decoding._length_buckets
     monkeypatch.setattr(decoding, "_length_buckets", lambda *a: spans.append(real(*a)) or spans[-1])
@@ -252,7 +256,7 @@ def test_grammar_digit_groups_and_fallback():
     st = SegmentTokenizer(tok)
     g = CoordinateGrammar.build(st.encode, "</s>", 3)
     assert g is not None and [len(s.fills) for s in g.slots] == [10, 1000, 10, 1000]
-    assert g.spell(["0123", "1000"], 3) == st.encode("[0.123,1.000]</s>")
+    assert g.spell(["0123", "1000"]) == st.encode("[0.123,1.000]</s>")
     # "1" as the integer digit admits only "000" as decimals
     assert g.slots[0].ok_free.tolist() == [True, True] + [False] * 8
     assert g.slots[1].ok_one.sum() == 1 and g.slots[1].ok_free.all()
@@ -260,7 +264,7 @@ def test_grammar_digit_groups_and_fallback():
     tok = _word_tokenizer(r"\d\.|.", [f"{i}." for i in range(10)] + list("0123456789[],"))
     st = SegmentTokenizer(tok)
     g = CoordinateGrammar.build(st.encode, "</s>", 3)
-    assert g is not None and g.spell(["1000", "0250"], 3) == st.encode("[1.000,0.250]</s>")
+    assert g is not None and g.spell(["1000", "0250"]) == st.encode("[1.000,0.250]</s>")
     # a merge across digits ("00") changes the token count with the value -> no grammar
     tok = _word_tokenizer(r"00|.", ["00"] + list("0123456789[],."))
     assert CoordinateGrammar.build(SegmentTokenizer(tok).encode, "</s>", 3) is None
