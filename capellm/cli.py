@@ -141,44 +141,19 @@ def cmd_data(argv=None) -> int:
     return 2
 
 
-def cmd_report(argv=None) -> int:
-    from capellm.report import main as report_main
+def _delegate(module: str, function: str = "main"):
+    """A subcommand whose implementation lives in `module` (imported only when it runs)."""
+    def run(argv=None) -> int:
+        import importlib
 
-    return report_main(argv)
-
-
-def cmd_predict(argv=None) -> int:
-    from capellm.predict import main as predict_main
-
-    return predict_main(argv)
+        return getattr(importlib.import_module(module), function)(argv)
+    return run
 
 
-def cmd_category(argv=None) -> int:
-    from capellm.predict import category_main
-
-    return category_main(argv)
-
-
-def cmd_app(argv=None) -> int:
-    from capellm.app import main as app_main
-
-    return app_main(argv)
-
-
-def cmd_ablate(argv=None) -> int:
-    from capellm.ablate import main as ablate_main
-
-    return ablate_main(argv)
-
-
-def cmd_demo(argv=None) -> int:
-    from capellm.demo import main as demo_main
-
-    return demo_main(argv)
-
-
-COMMANDS = {"demo": cmd_demo, "ablate": cmd_ablate, "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "config": cmd_config, "data": cmd_data,
-            "report": cmd_report, "category": cmd_category, "app": cmd_app}
+COMMANDS = {"demo": _delegate("capellm.demo"), "ablate": _delegate("capellm.ablate"), "train": cmd_train,
+            "eval": cmd_eval, "predict": _delegate("capellm.predict"), "config": cmd_config, "data": cmd_data,
+            "report": _delegate("capellm.report"), "category": _delegate("capellm.predict", "category_main"),
+            "app": _delegate("capellm.app")}
 
 
 def main(argv=None) -> int:

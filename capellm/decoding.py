@@ -633,12 +633,3 @@ def _greedy_round(rows: _Rows, chunk: list[list[int]], end_ids: list[int], token
         answers.append(Answer(text=text, token_ids=g, logprob=logprob[i], finished=fin))
     return answers, carry
 
-
-@torch.no_grad()
-def greedy_decode(llm: nn.Module, image_embeds: torch.Tensor, image_index: list[int],
-                  prompts: list[list[int]], end_ids: list[int], pad_id: int, tokenizer,
-                  max_new_tokens: int, grammar: CoordinateGrammar | None = None) -> list[Answer]:
-    """One answer per prompt (everything after the image tokens); image_index[q] picks its image."""
-    convs = [Conversation(i, [list(p)]) for i, p in zip(image_index, prompts)]
-    return [a[0] for a in decode(llm, image_embeds, convs, grammar=grammar, end_ids=end_ids, pad_id=pad_id,
-                                 tokenizer=tokenizer, max_new_tokens=max_new_tokens)]

@@ -11,6 +11,7 @@ scheduler and RNG states, all in each checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -82,6 +83,9 @@ def build_training(cfg: RunConfig, accelerator):
     model = CapeLLM(cfg.model, tokenizer=tokenizer)
     ds = InstructionDataset(data.instances, cats, cfg.model.crop, cfg.model.instruction, model.fmt,
                             model.segment_tokenizer, seed=cfg.train.seed, augment=True)
+    if len(ds) == 0:
+        raise ValueError(f"{cfg.data.train_file}: no instance has a labelled keypoint inside its crop; "
+                         f"nothing to train on")
     t = cfg.train
     world = accelerator.num_processes
     batches_per_epoch = math.ceil(len(ds) / (t.batch_size * world))
@@ -163,7 +167,7 @@ def train(cfg: RunConfig, resume: bool = False, stop_after_steps: int | None = N
     t = cfg.train
     bar = tqdm(total=total, initial=state.step, disable=not accelerator.is_main_process, desc="train",
                dynamic_ncols=True)
-    t0, seen, saved_at = time.time(), 0, state.step
+    t0, seen = time.time(), 0
     pad_id = accelerator.unwrap_model(model).tokenizer.pad_token_id
     model.train()
     while state.step < total:
@@ -179,7 +183,7 @@ def train(cfg: RunConfig, resume: bool = False, stop_after_steps: int | None = N
             group_size = min(t.grad_accum, batches_per_epoch - group_start)
             last_micro = state.batch - group_start == group_size - 1
             batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            with accelerator.no_sync(model) if not last_micro else _null(), accelerator.autocast():
+            with accelerator.no_sync(model) if not last_micro else contextlib.nullcontext(), accelerator.autocast():
                 outputs = model(batch)
                 accelerator.backward(outputs["loss"] / group_size)
             state.batch += 1
@@ -204,25 +208,15 @@ def train(cfg: RunConfig, resume: bool = False, stop_after_steps: int | None = N
                                 "token_accuracy": float(outputs["token_accuracy"]), "samples_per_s": rate})
             if state.step % t.save_every == 0 or state.step == total:
                 save_checkpoint(accelerator, model, opt, sched, state, cfg)
-                saved_at = state.step
             if stop_after_steps is not None and state.step >= stop_after_steps:
                 bar.close()
                 return out
             if state.step >= total:
                 break
     bar.close()
-    if saved_at != state.step:
-        save_checkpoint(accelerator, model, opt, sched, state, cfg)
     final = out / "model"
     if accelerator.is_main_process:
         final = ckpt.publish_model(ckpt.latest_checkpoint(out), out)
     accelerator.wait_for_everyone()
     return final
 
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False

@@ -6,7 +6,7 @@ materialises full-vocabulary logits at every position: the decoder body yields h
 the output head is applied only at the positions that carry a label (Llama 3 has 128k entries per
 position, and an instruction has hundreds of positions of which ~40 are answers).
 
-Inference (`predict`, `predict_batch`) crops the instance, asks for every keypoint, parses each
+Inference (`predict`, `predict_crops`) crops the instance, asks for every keypoint, parses each
 answer and maps it back to image pixels; an answer that does not parse is reported missing with
 its reason. The same code serves evaluation, the CLI and the app.
 
@@ -17,7 +17,6 @@ fully trained or randomly initialised components) and `tokenizer/`.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,7 +72,7 @@ def _set_trainable(module: nn.Module, trainable: bool) -> None:
 
 
 class CapeLLM(nn.Module):
-    def __init__(self, cfg: ModelConfig, tokenizer=None, build_base: bool = True):
+    def __init__(self, cfg: ModelConfig, tokenizer=None):
         super().__init__()
         self.cfg = cfg
         self.tokenizer = tokenizer if tokenizer is not None else build_tokenizer(cfg.llm)
@@ -337,6 +336,3 @@ class CapeLLM(nn.Module):
                 f"LLM {self.cfg.llm.name_or_path} ({self.cfg.llm.mode}), {len(lora_modules(self))} LoRA layers, "
                 f"{n_train / 1e6:.2f}M of {n_all / 1e6:.2f}M parameters trainable")
 
-
-def summary_json(model: CapeLLM) -> str:
-    return json.dumps({"trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)})
