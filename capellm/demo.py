@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default="data/synth", help="benchmark folder (generated if missing)")
     p.add_argument("--out", default="runs/demo", help="run folder: checkpoint, metrics, pictures")
     p.add_argument("--split", type=int, default=1, choices=range(1, 6), help="benchmark split (1-5)")
-    p.add_argument("--preset", default="demo", help="model/training preset (demo, demo-smollm2)")
+    p.add_argument("--preset", default="demo", help="model/training preset (demo; smollm2 for the real SmolLM2-135M)")
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the preset's)")
     p.add_argument("--pictures", type=int, default=8, help="test instances drawn to pictures/")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     from capellm.data import synth
     from capellm.data.coco import load_keypoint_dataset
     from capellm.data.dataset import categories_for
-    from capellm.evaluate import category_labels, evaluate
+    from capellm.evaluate import category_labels, evaluate, image_reliance
     from capellm.metrics import format_table
     from capellm.model.capellm import CapeLLM
     from capellm.train import train
@@ -93,6 +93,7 @@ def main(argv=None) -> int:
     print("[3/4] evaluating on the unseen test categories ...")
     model = CapeLLM.from_pretrained(final)
     result = evaluate(model, test_data, test_cats, cfg.eval)
+    reliance = image_reliance(model, test_data, test_cats)
     labels = category_labels(test_data, test_cats)
     mean_pos = MeanPositionBaseline(cfg.model.crop).fit(train_data.instances, train_cats)
     baselines = {
@@ -106,7 +107,7 @@ def main(argv=None) -> int:
     pictures = draw_pictures(model, test_data, test_cats, out / "pictures", args.pictures)
     times["pictures"] = time.time() - t
 
-    summary = {"split": args.split, "preset": args.preset, "model": result,
+    summary = {"split": args.split, "preset": args.preset, "model": result, "image_reliance": reliance,
                "baselines": baselines, "seconds": {k: round(v, 1) for k, v in times.items()},
                "checkpoint": str(final), "pictures": [str(p) for p in pictures],
                "train_categories": sorted(c.name for c in train_cats.values()),
@@ -118,6 +119,9 @@ def main(argv=None) -> int:
     print(format_table(result, cfg.eval.thresholds, title="CapeLLM demo model on unseen test categories (%)"))
     print()
     print(comparison_table(result, baselines, cfg.eval.thresholds))
+    print(f"image reliance: answer loss {reliance['loss']:.4f} with each instance's own crop, "
+          f"{reliance['loss_other_images']:.4f} with another instance's crop (gap {reliance['gap']:+.4f}; "
+          f"near 0: the answers come from the text alone)")
     print()
     print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f", total {sum(times.values()):.0f} s")
     print(f"metrics: {out / 'metrics.json'}   checkpoint: {final}   pictures: {out / 'pictures'}")

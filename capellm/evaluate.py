@@ -78,6 +78,46 @@ def evaluate(model: CapeLLM, dataset: KeypointDataset, categories: dict[int, Cat
     return result
 
 
+@torch.no_grad()
+def image_reliance(model: CapeLLM, dataset: KeypointDataset, categories: dict[int, Category],
+                   samples: int = 64, batch_size: int = 16, seed: int = 0) -> dict:
+    """Does the model read the image? The answer loss of training-style conversations (no
+    augmentation) with each instance's own crop, and again with every conversation paired with
+    the crop of another instance of the batch. A gap near zero means the answers come from the
+    text alone: the model has learnt a per-name prior and ignores the pixels.
+
+    `samples` conversations are drawn evenly over the instances (one group of k keypoints each).
+    Returns {"loss", "loss_other_images", "gap", "conversations"}.
+    """
+    from capellm.data.dataset import InstructionDataset, collate
+
+    if not dataset.instances:
+        raise ValueError(f"{dataset.path}: no instances to measure image reliance on")
+    step = max(1, len(dataset.instances) // samples)
+    ds = InstructionDataset(dataset.instances[::step][:samples], categories, model.cfg.crop, model.cfg.instruction,
+                            model.fmt, model.segment_tokenizer, seed=seed, augment=False)
+    idx = list(range(0, len(ds), max(1, len(ds) // samples)))[:samples]
+    was_training = model.training
+    model.eval()
+    total = {"own": 0.0, "other": 0.0}
+    n_tokens = 0
+    for i in range(0, len(idx), batch_size):
+        batch = collate([ds[j] for j in idx[i:i + batch_size]], model.tokenizer.pad_token_id)
+        batch = {k: v.to(model.device) for k, v in batch.items()}
+        if len(batch["input_ids"]) < 2:
+            break                       # nothing to swap with
+        own = model(batch)
+        other = model({**batch, "pixel_values": batch["pixel_values"].roll(1, dims=0)})
+        total["own"] += float(own["loss"]) * own["n_tokens"]
+        total["other"] += float(other["loss"]) * own["n_tokens"]
+        n_tokens += own["n_tokens"]
+    model.train(was_training)
+    if n_tokens == 0:
+        raise ValueError(f"{dataset.path}: need at least two conversations to swap images between")
+    own, other = total["own"] / n_tokens, total["other"] / n_tokens
+    return {"loss": own, "loss_other_images": other, "gap": other - own, "conversations": len(idx)}
+
+
 def write_report(result: dict, out: str | Path, thresholds) -> str:
     atomic_write_json(out, result)
     return format_table(result, thresholds)

@@ -69,7 +69,8 @@ def test_demo_runs_end_to_end(tiny_synth, tmp_path, capsys):
     assert not set(m["train_categories"]) & set(m["test_categories"])
     assert len(m["pictures"]) == 2 and all((out / "pictures").glob("*.png"))
     printed = capsys.readouterr().out
-    assert "mean position per name" in printed and "time:" in printed
+    assert "mean position per name" in printed and "time:" in printed and "image reliance" in printed
+    assert set(m["image_reliance"]) == {"loss", "loss_other_images", "gap", "conversations"}
 
 
 def test_ablate_instruction_study_resumes(tiny_synth, tmp_path):
@@ -81,8 +82,33 @@ def test_ablate_instruction_study_resumes(tiny_synth, tmp_path):
     done = json.loads((out / "ablations.json").read_text())
     assert set(done) == {"instruction/name only", "instruction/name + description",
                          "instruction/name + description + keypoint list"}
-    assert done["instruction/name only"]["instruction"] == {"description": False}
+    assert done["instruction/name only"]["overrides"] == {"description": False}
+    assert done["instruction/name only"]["instruction"]["description"] is False
+    assert {r["steps"] for r in done.values()} == {2}
     stamp = (out / "ablations.json").stat().st_mtime_ns
     assert main(args) == 0                      # everything done: nothing retrained
     assert (out / "ablations.json").stat().st_mtime_ns == stamp
     assert "| name only |" in (out / "ablations.md").read_text()
+
+
+def test_ablate_scales_steps_by_k_and_trains_identical_variants_once(tiny_synth, tmp_path, monkeypatch):
+    from capellm import ablate
+
+    trained = []
+
+    def fake_run(cfg):
+        trained.append((cfg.model.instruction.k, cfg.model.instruction.description, cfg.train.max_steps))
+        return {"train_seconds": 1.0, "PCK@0.05": 0.1, "PCK@0.1": 0.2, "PCK@0.2": 0.3, "mPCK": 0.2,
+                "unparsed_answers": 0}
+
+    monkeypatch.setattr(ablate, "run_variant", fake_run)
+    out = tmp_path / "abl"
+    assert ablate.main(["--data", str(tiny_synth), "--out", str(out), "--steps", "8"]) == 0
+    # k = 4 is the default instruction: already trained as "name + description"
+    assert [k for k, _, _ in trained] == [4, 4, 4, 1, 2, 6, 8]      # 3 instruction variants, then k
+    assert {k: steps for k, _, steps in trained} == {4: 8, 1: 32, 2: 16, 6: 5, 8: 4}
+    done = json.loads((out / "ablations.json").read_text())
+    assert done["rounds/k = 4"]["steps"] == 8 and done["rounds/k = 4"]["mPCK"] == 0.2
+    assert done["rounds/k = 4"]["variant"] == "k = 4" and done["rounds/k = 4"]["overrides"] == {"k": 4}
+    md = (out / "ablations.md").read_text()
+    assert "| k = 1 | 32 |" in md and "| name only | 8 |" in md

@@ -199,3 +199,54 @@ def test_unparseable_answer_is_reported_missing_not_raised():
             assert i in pred.missing and "not of the form" in pred.missing[i]
     d = pred.to_dict()
     assert [k["name"] for k in d["keypoints"]] == CAT.keypoint_names
+
+
+def test_random_encoder_tokens_carry_their_position():
+    from capellm.model.vision import build_vision_backbone
+
+    from transformers import AutoConfig, AutoModel
+
+    cfg = preset("demo").model.vision
+    rc = dict(cfg.random_config)
+    rc.pop("sincos_position_scale", None)
+    cfg.random_config["sincos_position_scale"] = 2.0
+    torch.manual_seed(0)
+    plain = AutoModel.from_config(AutoConfig.for_model(rc.pop("model_type"), **rc))
+    after_plain = torch.rand(3)
+    torch.manual_seed(0)
+    model = build_vision_backbone(cfg)
+    assert torch.equal(torch.rand(3), after_plain)                  # draws nothing from the RNG
+    pe = model.embeddings.position_embeddings[0].detach()          # [1 + 16, D]: CLS, then a 4x4 grid
+    side = cfg.random_config["image_size"] // cfg.random_config["patch_size"]
+    assert pe.shape[0] == 1 + side * side
+    assert torch.all(pe[0] == 0)
+    # every patch position has its own embedding, on the scale of the patch features
+    dist = torch.cdist(pe[1:], pe[1:]) + torch.eye(side * side) * 1e9
+    assert dist.min() > 0.1
+    assert 0.4 < pe[1:].std() < 2.0                # scale 2: twice the unit sine-cosine table
+    # neighbours are closer than far corners (a smooth 2-D code)
+    assert torch.dist(pe[1], pe[2]) < torch.dist(pe[1], pe[side * side])
+    # every other weight is what the seed alone gives
+    w, w_plain = model.state_dict(), plain.state_dict()
+    assert all(torch.equal(w[k], w_plain[k]) for k in w if k != "embeddings.position_embeddings")
+
+
+def test_image_reliance_swaps_images_between_conversations(tiny_data):
+    from capellm.data.coco import load_keypoint_dataset
+    from capellm.data.dataset import categories_for
+    from capellm.evaluate import image_reliance
+
+    data = load_keypoint_dataset(tiny_data["ann"], tiny_data["images"])
+    cats = categories_for(data, tiny_data["categories"])
+    model = tiny_model()
+    with torch.no_grad():                           # image tokens independent of the pixels: no gap
+        model.projector.proj.weight.zero_()
+    blind = image_reliance(model, data, cats, samples=8, batch_size=4)
+    assert blind["conversations"] == 8
+    assert blind["loss"] > 0 and abs(blind["gap"]) < 1e-6
+    with torch.no_grad():                           # image tokens that differ strongly per image
+        model.projector.proj.weight.normal_(0, 3.0)
+    seeing = image_reliance(model, data, cats, samples=8, batch_size=4)
+    assert abs(seeing["gap"]) > 1e-5                # an untrained LM mixes in little of the image
+    assert seeing["gap"] == pytest.approx(seeing["loss_other_images"] - seeing["loss"])
+    assert not model.training
