@@ -201,14 +201,13 @@ def test_unparseable_answer_is_reported_missing_not_raised():
     assert [k["name"] for k in d["keypoints"]] == CAT.keypoint_names
 
 
-def test_random_encoder_tokens_carry_their_position():
-    from capellm.model.vision import build_vision_backbone
-
+def test_sincos_position_embeddings_of_a_random_encoder():
     from transformers import AutoConfig, AutoModel
+
+    from capellm.model.vision import build_vision_backbone
 
     cfg = preset("demo").model.vision
     rc = dict(cfg.random_config)
-    rc.pop("sincos_position_scale", None)
     cfg.random_config["sincos_position_scale"] = 2.0
     torch.manual_seed(0)
     plain = AutoModel.from_config(AutoConfig.for_model(rc.pop("model_type"), **rc))

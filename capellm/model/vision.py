@@ -8,6 +8,8 @@ without knowing each model's layout. `features="all"` keeps them.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel
@@ -43,7 +45,7 @@ def init_position_embeddings_2d(model: nn.Module, scale: float = 1.0) -> None:
     if not isinstance(pe, nn.Parameter) or pe.dim() != 3:
         return
     n, d = pe.shape[1] - 1, pe.shape[2]
-    side = int(round(n ** 0.5))
+    side = math.isqrt(n)
     if side * side != n or d % 4:
         return
     rows, cols = torch.meshgrid(torch.arange(side, dtype=torch.float64), torch.arange(side, dtype=torch.float64),
