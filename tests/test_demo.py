@@ -112,3 +112,18 @@ def test_ablate_scales_steps_by_k_and_trains_identical_variants_once(tiny_synth,
     assert done["rounds/k = 4"]["variant"] == "k = 4" and done["rounds/k = 4"]["overrides"] == {"k": 4}
     md = (out / "ablations.md").read_text()
     assert "| k = 1 | 32 |" in md and "| name only | 8 |" in md
+
+
+@pytest.mark.parametrize("encoder", ["oracle", "model"])
+def test_reading_probe_runs(encoder, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "experiments" / "reading_probe.py"
+    spec = importlib.util.spec_from_file_location("reading_probe", path)
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    assert probe.main(["--preset", "tiny", "--encoder", encoder, "--squares", "2", "--steps", "2", "--batch", "2",
+                       "--every", "1"]) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("step ")]
+    assert len(lines) == 2 and "own image" in lines[-1] and "another's" in lines[-1]
