@@ -75,7 +75,7 @@ def run_variant(cfg) -> dict:
     test = load_keypoint_dataset(cfg.data.test_file, cfg.data.image_root)
     model = CapeLLM.from_pretrained(final)
     result = evaluate(model, test, categories_for(test, cfg.data.categories), cfg.eval)
-    return {"steps": cfg.train.max_steps, "train_seconds": round(seconds, 1), **result["overall"],
+    return {"train_seconds": round(seconds, 1), **result["overall"],
             "unparsed_answers": result["unparsed_answers"]}
 
 

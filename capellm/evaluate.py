@@ -86,8 +86,10 @@ def image_reliance(model: CapeLLM, dataset: KeypointDataset, categories: dict[in
     the crop of another instance of the batch. A gap near zero means the answers come from the
     text alone: the model has learnt a per-name prior and ignores the pixels.
 
-    `samples` conversations are drawn evenly over the instances (one group of k keypoints each).
-    Returns {"loss", "loss_other_images", "gap", "conversations"}.
+    Up to `samples` instances are taken evenly over the data set, and up to `samples`
+    conversations (groups of k keypoints) evenly over their epoch plan; a last batch of one
+    conversation has nothing to swap with and is left out. Returns {"loss", "loss_other_images",
+    "gap", "conversations"} (losses per answer token; conversations measured).
     """
     from capellm.data.dataset import InstructionDataset, collate
 
@@ -100,7 +102,7 @@ def image_reliance(model: CapeLLM, dataset: KeypointDataset, categories: dict[in
     was_training = model.training
     model.eval()
     total = {"own": 0.0, "other": 0.0}
-    n_tokens = 0
+    n_tokens = n_conversations = 0
     for i in range(0, len(idx), batch_size):
         batch = collate([ds[j] for j in idx[i:i + batch_size]], model.tokenizer.pad_token_id)
         batch = {k: v.to(model.device) for k, v in batch.items()}
@@ -111,11 +113,12 @@ def image_reliance(model: CapeLLM, dataset: KeypointDataset, categories: dict[in
         total["own"] += float(own["loss"]) * own["n_tokens"]
         total["other"] += float(other["loss"]) * own["n_tokens"]
         n_tokens += own["n_tokens"]
+        n_conversations += len(batch["input_ids"])
     model.train(was_training)
     if n_tokens == 0:
         raise ValueError(f"{dataset.path}: need at least two conversations to swap images between")
     own, other = total["own"] / n_tokens, total["other"] / n_tokens
-    return {"loss": own, "loss_other_images": other, "gap": other - own, "conversations": len(idx)}
+    return {"loss": own, "loss_other_images": other, "gap": other - own, "conversations": n_conversations}
 
 
 def write_report(result: dict, out: str | Path, thresholds) -> str:

@@ -47,23 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def position_code(side: int, dim: int) -> torch.Tensor:
-    """[side*side, dim] 2-D sine-cosine code of each patch (the one random encoders can start with)."""
-    from capellm.model.vision import init_position_embeddings_2d
-
-    holder = torch.nn.Module()
-    holder.embeddings = torch.nn.Module()
-    holder.embeddings.position_embeddings = torch.nn.Parameter(torch.zeros(1, 1 + side * side, dim))
-    init_position_embeddings_2d(holder)
-    return holder.embeddings.position_embeddings[0, 1:].detach()
-
-
 def main(argv=None) -> int:
     from capellm.config import preset
     from capellm.data.categories import Category, Keypoint
     from capellm.data.dataset import collate
     from capellm.data.instructions import render_conversation
     from capellm.model.capellm import CapeLLM
+    from capellm.model.vision import sincos_2d
 
     args = _parser().parse_args(argv)
     cfg = preset(args.preset).model
@@ -78,7 +68,7 @@ def main(argv=None) -> int:
     patch = model.vision.patch_size
     side = size // patch
     dim = model.llm.get_input_embeddings().embedding_dim
-    code = position_code(side, dim)                                       # [N, D]
+    code = sincos_2d(side, dim).float()     # [N, D]: the code random encoders can start with
     colour_vectors = torch.nn.Parameter(torch.randn(len(names), dim))
     params = [p for p in model.parameters() if p.requires_grad] + [colour_vectors]
     opt = torch.optim.AdamW(params, lr=args.lr)

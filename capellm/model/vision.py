@@ -48,17 +48,22 @@ def init_position_embeddings_2d(model: nn.Module, scale: float = 1.0) -> None:
     side = math.isqrt(n)
     if side * side != n or d % 4:
         return
-    rows, cols = torch.meshgrid(torch.arange(side, dtype=torch.float64), torch.arange(side, dtype=torch.float64),
-                                indexing="ij")
-    freqs = 1.0 / 10000 ** (torch.arange(d // 4, dtype=torch.float64) / (d // 4))
-    parts = []
-    for coord in (rows.flatten(), cols.flatten()):
-        angles = coord[:, None] * freqs[None]                       # [n, d/4]
-        parts += [angles.sin(), angles.cos()]
-    table = torch.cat(parts, dim=1)                                  # [n, d]
     with torch.no_grad():
         pe[0, 0].zero_()                                             # the CLS token's slot
-        pe[0, 1:] = (scale * table).to(pe.dtype)
+        pe[0, 1:] = (scale * sincos_2d(side, d)).to(pe.dtype)
+
+
+def sincos_2d(side: int, dim: int) -> torch.Tensor:
+    """[side*side, dim] float64: sine and cosine of each patch's row, then of its column, over
+    dim/4 frequencies each (patches in row-major order; dim divisible by 4)."""
+    rows, cols = torch.meshgrid(torch.arange(side, dtype=torch.float64), torch.arange(side, dtype=torch.float64),
+                                indexing="ij")
+    freqs = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim // 4))
+    parts = []
+    for coord in (rows.flatten(), cols.flatten()):
+        angles = coord[:, None] * freqs[None]                       # [side*side, dim/4]
+        parts += [angles.sin(), angles.cos()]
+    return torch.cat(parts, dim=1)
 
 
 class VisionEncoder(nn.Module):
