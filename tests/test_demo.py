@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from capellm.baselines import MeanPositionBaseline, centre_prediction
 from capellm.data.categories import Category, Keypoint
@@ -114,16 +115,81 @@ def test_ablate_scales_steps_by_k_and_trains_identical_variants_once(tiny_synth,
     assert "| k = 1 | 32 |" in md and "| name only | 8 |" in md
 
 
-@pytest.mark.parametrize("encoder", ["oracle", "model"])
-def test_reading_probe_runs(encoder, capsys):
+def _load_experiment(name: str):
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).parents[1] / "experiments" / "reading_probe.py"
-    spec = importlib.util.spec_from_file_location("reading_probe", path)
-    probe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(probe)
+    path = Path(__file__).parents[1] / "experiments" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("encoder", ["oracle", "model"])
+def test_reading_probe_runs(encoder, capsys):
+    probe = _load_experiment("reading_probe")
     assert probe.main(["--preset", "tiny", "--encoder", encoder, "--squares", "2", "--steps", "2", "--batch", "2",
                        "--every", "1"]) == 0
     lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("step ")]
     assert len(lines) == 2 and "own image" in lines[-1] and "another's" in lines[-1]
+
+
+def test_sweep_variant_lines():
+    sweep = _load_experiment("sweep")
+    name, overrides, pre = sweep.parse_variant("v1 train.lr=1e-3 model.llm.random_config.num_hidden_layers=2 "
+                                               "pretrain_encoder=600 model.vision.mode=frozen")
+    assert (name, pre) == ("v1", 600)
+    assert overrides == {"train": {"lr": 1e-3}, "model": {"llm": {"random_config": {"num_hidden_layers": 2}},
+                                                          "vision": {"mode": "frozen"}}}
+    with pytest.raises(ValueError, match="'lr' is not key=value"):
+        sweep.parse_variant("v2 lr")
+
+
+def test_sweep_issue3_variants_build(tmp_path):
+    import argparse
+    from pathlib import Path
+
+    sweep = _load_experiment("sweep")
+    args = argparse.Namespace(preset="demo", data=str(tmp_path), run_dir=str(tmp_path / "v"), split=1, seed=0)
+    lines = sweep.read_variants(str(Path(__file__).parents[1] / "experiments" / "issue3_variants.txt"))
+    assert len(lines) >= 2
+    for line in lines:
+        _, overrides, _ = sweep.parse_variant(line)
+        cfg = sweep.variant_config(args, overrides)       # a misspelt field fails here
+        assert cfg.model.llm.random_config["hidden_size"] in (128, 256)
+
+
+def test_sweep_random_config_override_keeps_the_other_fields(tmp_path):
+    import argparse
+
+    sweep = _load_experiment("sweep")
+    args = argparse.Namespace(preset="demo", data=str(tmp_path), run_dir=str(tmp_path / "v"), split=1, seed=0)
+    _, overrides, _ = sweep.parse_variant("v model.llm.random_config.num_hidden_layers=2 train.lr=1e-3")
+    cfg = sweep.variant_config(args, overrides)
+    base = sweep.variant_config(args, {})
+    assert cfg.model.llm.random_config == {**base.model.llm.random_config, "num_hidden_layers": 2}
+    assert cfg.train.lr == 1e-3 and base.train.lr != 1e-3
+
+
+def test_sweep_runs_resumes_and_pretrains(tiny_synth, tmp_path, capsys):
+    import json
+
+    sweep = _load_experiment("sweep")
+    variants = tmp_path / "variants.txt"
+    variants.write_text("# two variants\nplain train.max_steps=2\n"
+                        "pre train.max_steps=1 pretrain_encoder=2 model.vision.mode=frozen\n")
+    argv = [str(variants), "--data", str(tiny_synth), "--out", str(tmp_path / "out"), "--preset", "tiny",
+            "--every", "1", "--threads", "1"]
+    threads = torch.get_num_threads()
+    assert sweep.main(argv) == 0
+    for name, steps in (("plain", 2), ("pre", 1)):
+        result = json.loads((tmp_path / "out" / name / "result.json").read_text())
+        assert result["steps"] == steps and [h["step"] for h in result["history"]] == list(range(1, steps + 1))
+        assert {"train_gap", "test_gap"} <= set(result["history"][0])
+    assert (tmp_path / "out" / "pre" / "pretrained_encoder" / "config.json").exists()
+    out = capsys.readouterr().out
+    assert "[pre] encoder pre-training step 2" in out and out.count("RESULT") == 2
+    assert torch.get_num_threads() == threads    # in-process runs leave the caller's threads alone
+    assert sweep.main(argv) == 0                 # finished variants are not run again
+    assert "RESULT" not in capsys.readouterr().out
