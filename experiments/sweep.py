@@ -17,8 +17,10 @@ One variant a line of the variants file, `#` starts a comment:
     pre600       pretrain_encoder=600 model.vision.mode=frozen model.vision.random_config.sincos_position_scale=4.0
 
 `pretrain_encoder=N` first trains the encoder alone for N steps on the training categories (which
-patch holds each keypoint, and where inside it; see `pretrain_encoder`), saves it as a Hugging Face
-model folder and starts the variant from it, as the paper starts from a pretrained DINOv2.
+patch holds each keypoint, and where inside it; `pretrain_target=names` makes the classes the
+keypoint names instead of each category's keypoints; see `pretrain_encoder`), saves it as a
+Hugging Face model folder and starts the variant from it, as the paper starts from a pretrained
+DINOv2.
 
     python experiments/sweep.py variants.txt --data data/synth --out runs/sweep --parallel 12 --deadline 330
 
@@ -44,12 +46,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+PRETRAIN_TARGETS = ("keypoints", "names")
 
-def parse_variant(line: str) -> tuple[str, dict, int]:
-    """'NAME key=value ...' -> (name, nested overrides, encoder pre-training steps)."""
+
+def parse_variant(line: str) -> tuple[str, dict, dict]:
+    """'NAME key=value ...' -> (name, nested overrides, encoder pre-training: {"steps", "target"})."""
     name, *pairs = line.split()
     overrides: dict = {}
-    pre = 0
+    pre = {"steps": 0, "target": "keypoints"}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep:
@@ -59,7 +63,12 @@ def parse_variant(line: str) -> tuple[str, dict, int]:
         except (ValueError, SyntaxError):
             value = text
         if key == "pretrain_encoder":
-            pre = int(value)
+            pre["steps"] = int(value)
+            continue
+        if key == "pretrain_target":
+            if value not in PRETRAIN_TARGETS:
+                raise ValueError(f"variant '{name}': pretrain_target must be one of {PRETRAIN_TARGETS}, got {value!r}")
+            pre["target"] = value
             continue
         node = overrides
         *parents, leaf = key.split(".")
@@ -93,13 +102,16 @@ def variant_config(args, overrides: dict):
     return merge(cfg, overrides)
 
 
-def pretrain_encoder(cfg, steps: int, out: Path, batch_size: int = 64, lr: float = 2e-3, log=print) -> Path:
+def pretrain_encoder(cfg, steps: int, out: Path, target: str = "keypoints", batch_size: int = 64,
+                     lr: float = 2e-3, log=print) -> Path:
     """Train the configured vision encoder alone on the training split, save it to `out`.
 
-    Per patch token a linear head predicts, for every keypoint of every training category, a logit
-    (does this patch hold it) and its offset inside the patch; the loss is the cross-entropy over
-    the patches plus the squared offset error of the right patch, for each keypoint in the crop.
-    The crops use the training augmentation. Returns the folder (Hugging Face `save_pretrained`).
+    Per patch token a linear head predicts, for every class, a logit (does this patch hold it) and
+    its offset inside the patch; the loss is the cross-entropy over the patches plus the squared
+    offset error of the right patch, for each keypoint in the crop. The classes are the keypoints
+    of every training category (`target="keypoints"`) or the distinct keypoint names, shared by
+    the categories that use them (`"names"`). The crops use the training augmentation. Returns
+    the folder (Hugging Face `save_pretrained`).
     """
     from capellm.data.coco import load_keypoint_dataset
     from capellm.data.dataset import categories_for
@@ -108,10 +120,15 @@ def pretrain_encoder(cfg, steps: int, out: Path, batch_size: int = 64, lr: float
 
     data = load_keypoint_dataset(cfg.data.train_file, cfg.data.image_root or None)
     cats = categories_for(data, cfg.data.categories)
-    first, slots = {}, 0                          # category id -> index of its first keypoint slot
+    classes: dict[int, list[int]] = {}           # category id -> the class of each of its keypoints
+    names: dict[str, int] = {}
     for cid in sorted(cats):
-        first[cid] = slots
-        slots += cats[cid].num_keypoints
+        if target == "names":
+            classes[cid] = [names.setdefault(k.name.lower(), len(names)) for k in cats[cid].keypoints]
+        else:
+            start = sum(len(c) for c in classes.values())
+            classes[cid] = list(range(start, start + cats[cid].num_keypoints))
+    slots = 1 + max(max(c) for c in classes.values())
     device = "cuda" if torch.cuda.is_available() else "cpu"
     vision = VisionEncoder(build_vision_backbone(cfg.model.vision)).to(device)
     head = torch.nn.Linear(vision.hidden_size, 3 * slots).to(device)     # per slot: logit, dx, dy
@@ -128,18 +145,18 @@ def pretrain_encoder(cfg, steps: int, out: Path, batch_size: int = 64, lr: float
                 images[inst.image_path] = load_image(inst.image_path)
             crop = crop_instance(images[inst.image_path], inst.bbox, inst.keypoints, inst.visible, cfg.model.crop, rng)
             pixels.append(crop.pixel_values)
-            targets.append((first[inst.category_id], crop.keypoints, crop.in_crop))
+            targets.append((classes[inst.category_id], crop.keypoints, crop.in_crop))
         tokens = vision(torch.stack(pixels).to(device))                   # [B, N, D]
         out_ = head(tokens).view(len(pixels), tokens.shape[1], slots, 3)  # [B, N, S, 3]
         total, count = tokens.new_zeros(()), 0
-        for b, (s0, kps, ok) in enumerate(targets):
+        for b, (cls, kps, ok) in enumerate(targets):
             j = np.flatnonzero(ok)
             if not len(j):
                 continue
             xy = torch.as_tensor(kps[j], dtype=torch.float32, device=device).clamp(0, 0.9999) * side  # [J, 2]
             cell = xy.floor().long()
             target = cell[:, 1] * side + cell[:, 0]                       # [J] row-major patch index
-            s = torch.as_tensor(s0 + j, device=device)
+            s = torch.as_tensor([cls[i] for i in j], device=device)
             total = total + F.cross_entropy(out_[b, :, s, 0].T, target, reduction="sum")
             total = total + ((out_[b, target, s, 1:] - (xy - cell - 0.5)) ** 2).sum()
             count += len(j)
@@ -187,10 +204,10 @@ def _run_one(args, line: str) -> dict:
                 f.write(text + "\n")
 
     cfg = variant_config(args, overrides)
-    if pre:
+    if pre["steps"]:
         folder = Path(args.run_dir) / "pretrained_encoder"
         if not (folder / "config.json").exists():
-            pretrain_encoder(cfg, pre, folder, log=log)
+            pretrain_encoder(cfg, pre["steps"], folder, target=pre["target"], log=log)
         cfg.model.vision.name_or_path = str(folder.resolve())
     cfg.train.save_every = args.every
     splits = {}

@@ -138,12 +138,15 @@ def test_reading_probe_runs(encoder, capsys):
 def test_sweep_variant_lines():
     sweep = _load_experiment("sweep")
     name, overrides, pre = sweep.parse_variant("v1 train.lr=1e-3 model.llm.random_config.num_hidden_layers=2 "
-                                               "pretrain_encoder=600 model.vision.mode=frozen")
-    assert (name, pre) == ("v1", 600)
+                                               "pretrain_encoder=600 pretrain_target=names model.vision.mode=frozen")
+    assert (name, pre) == ("v1", {"steps": 600, "target": "names"})
+    assert sweep.parse_variant("v0")[2] == {"steps": 0, "target": "keypoints"}
     assert overrides == {"train": {"lr": 1e-3}, "model": {"llm": {"random_config": {"num_hidden_layers": 2}},
                                                           "vision": {"mode": "frozen"}}}
     with pytest.raises(ValueError, match="'lr' is not key=value"):
         sweep.parse_variant("v2 lr")
+    with pytest.raises(ValueError, match="pretrain_target must be one of"):
+        sweep.parse_variant("v3 pretrain_target=words")
 
 
 def test_sweep_issue3_variants_build(tmp_path):
@@ -178,7 +181,7 @@ def test_sweep_runs_resumes_and_pretrains(tiny_synth, tmp_path, capsys):
     sweep = _load_experiment("sweep")
     variants = tmp_path / "variants.txt"
     variants.write_text("# two variants\nplain train.max_steps=2\n"
-                        "pre train.max_steps=1 pretrain_encoder=2 model.vision.mode=frozen\n")
+                        "pre train.max_steps=1 pretrain_encoder=2 pretrain_target=names model.vision.mode=frozen\n")
     argv = [str(variants), "--data", str(tiny_synth), "--out", str(tmp_path / "out"), "--preset", "tiny",
             "--every", "1", "--threads", "1"]
     threads = torch.get_num_threads()
@@ -191,5 +194,15 @@ def test_sweep_runs_resumes_and_pretrains(tiny_synth, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "[pre] encoder pre-training step 2" in out and out.count("RESULT") == 2
     assert torch.get_num_threads() == threads    # in-process runs leave the caller's threads alone
+    import argparse
+
+    from capellm.model.vision import VisionEncoder, build_vision_backbone
+
+    args = argparse.Namespace(preset="tiny", data=str(tiny_synth), run_dir=str(tmp_path / "k"), split=1, seed=0)
+    cfg = sweep.variant_config(args, {})
+    folder = sweep.pretrain_encoder(cfg, 1, tmp_path / "k_encoder", target="keypoints", batch_size=2)
+    cfg.model.vision.name_or_path = str(folder)
+    assert VisionEncoder(build_vision_backbone(cfg.model.vision)).hidden_size > 0
+    assert not (tmp_path / "k_encoder.tmp").exists()
     assert sweep.main(argv) == 0                 # finished variants are not run again
     assert "RESULT" not in capsys.readouterr().out
