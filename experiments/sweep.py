@@ -238,9 +238,37 @@ def _run_one(args, line: str) -> dict:
     overall = evaluate(model, data, cats, cfg.eval)["overall"]
     result = {"variant": line, "steps": done, "history": history,
               **{k: round(100 * overall[k], 2) for k in ("PCK@0.1", "PCK@0.2", "mPCK")}}
+    if args.heldout:
+        result["heldout"] = heldout_scores(model, cfg, args.heldout, *splits["train"])
+        log(f"new instances of the training categories: {result['heldout']}")
     atomic_write_json(Path(args.run_dir) / "result.json", result)
     log(f"RESULT PCK@0.2 {result['PCK@0.2']} mPCK {result['mPCK']} after {done} steps")
     return result
+
+
+def heldout_scores(model, cfg, root: str, train_data, train_cats, max_instances: int = 480) -> dict:
+    """PCK of the model and of the mean-position baseline (fit on the training split) on new
+    instances of the training categories: split `cfg`'s training file of the benchmark in `root`,
+    generated with another seed (same categories, other instances). Tells reading the image apart
+    from remembering the training instances, and both apart from failing on new categories."""
+    import copy
+
+    from capellm.baselines import MeanPositionBaseline, evaluate_baseline
+    from capellm.data.coco import load_keypoint_dataset
+    from capellm.data.dataset import categories_for
+    from capellm.evaluate import category_labels, evaluate, image_reliance
+
+    name = Path(cfg.data.train_file).name
+    data = load_keypoint_dataset(str(Path(root) / "annotations" / name), str(Path(root) / "images"))
+    cats = categories_for(data, str(Path(root) / "categories"))
+    sub = copy.copy(data)
+    sub.instances = data.instances[::max(1, len(data.instances) // max_instances)][:max_instances]
+    model_pck = evaluate(model, sub, cats, cfg.eval)["overall"]
+    base = MeanPositionBaseline(cfg.model.crop).fit(train_data.instances, train_cats)
+    base_pck = evaluate_baseline(base.predict, sub, cats, cfg.eval.thresholds, category_labels(sub, cats))["overall"]
+    return {"instances": len(sub.instances), "gap": round(image_reliance(model, data, cats)["gap"], 4),
+            "PCK@0.2": round(100 * model_pck["PCK@0.2"], 2), "mPCK": round(100 * model_pck["mPCK"], 2),
+            "baseline PCK@0.2": round(100 * base_pck["PCK@0.2"], 2), "baseline mPCK": round(100 * base_pck["mPCK"], 2)}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -257,6 +285,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=int, default=1, help="variants run at once, each in its own process")
     p.add_argument("--threads", type=int, default=None, help="torch threads per variant (default: cores/parallel)")
     p.add_argument("--log", default=None, help="also append every line to this file")
+    p.add_argument("--heldout", default=None, help="also score new instances of the training categories: a "
+                   "benchmark folder generated with another seed (made if missing)")
     p.add_argument("--only", default=None, help="(internal) run the variant of this line in this process")
     return p
 
@@ -273,6 +303,11 @@ def main(argv=None) -> int:
     lines = read_variants(args.variants)
     if not synth.is_complete(args.data):
         synth.generate(args.data, seed=0)
+    if args.heldout:                # the same settings as --data, another seed: new instances
+        settings = json.loads((Path(args.data) / ".complete").read_text())["config"]
+        synth.generate(args.heldout, **{**{k: settings[k] for k in ("images_per_category", "image_size",
+                                                                     "categories", "num_splits")},
+                                         "seed": settings["seed"] + 1})
     todo = [ln for ln in lines if not (Path(args.out) / ln.split()[0] / "result.json").exists()]
     if args.parallel == 1:
         for ln in todo:
@@ -281,6 +316,7 @@ def main(argv=None) -> int:
         base = [sys.executable, __file__, args.variants, "--data", args.data, "--out", args.out, "--preset",
                 args.preset, "--split", str(args.split), "--seed", str(args.seed), "--every", str(args.every),
                 "--deadline", str(args.deadline), "--threads", str(args.threads)] + (["--log", args.log] if args.log else [])
+        base += ["--heldout", args.heldout] if args.heldout else []
         procs: list[subprocess.Popen] = []
         for ln in todo:
             while sum(p.poll() is None for p in procs) >= args.parallel:

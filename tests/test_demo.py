@@ -183,14 +183,18 @@ def test_sweep_runs_resumes_and_pretrains(tiny_synth, tmp_path, capsys):
     variants.write_text("# two variants\nplain train.max_steps=2\n"
                         "pre train.max_steps=1 pretrain_encoder=2 pretrain_target=names model.vision.mode=frozen\n")
     argv = [str(variants), "--data", str(tiny_synth), "--out", str(tmp_path / "out"), "--preset", "tiny",
-            "--every", "1", "--threads", "1"]
+            "--every", "1", "--threads", "1", "--heldout", str(tmp_path / "heldout")]
     threads = torch.get_num_threads()
     assert sweep.main(argv) == 0
     for name, steps in (("plain", 2), ("pre", 1)):
         result = json.loads((tmp_path / "out" / name / "result.json").read_text())
         assert result["steps"] == steps and [h["step"] for h in result["history"]] == list(range(1, steps + 1))
         assert {"train_gap", "test_gap"} <= set(result["history"][0])
+        assert {"PCK@0.2", "baseline PCK@0.2", "gap"} <= set(result["heldout"])
     assert (tmp_path / "out" / "pre" / "pretrained_encoder" / "config.json").exists()
+    made = json.loads((tmp_path / "heldout" / ".complete").read_text())["config"]
+    used = json.loads((tiny_synth / ".complete").read_text())["config"]
+    assert made == {**used, "seed": used["seed"] + 1}       # same categories, new instances
     out = capsys.readouterr().out
     assert "[pre] encoder pre-training step 2" in out and out.count("RESULT") == 2
     assert torch.get_num_threads() == threads    # in-process runs leave the caller's threads alone
