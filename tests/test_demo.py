@@ -3,6 +3,7 @@ pixel-free baselines against hand-computed values."""
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import numpy as np
@@ -150,34 +151,31 @@ def test_sweep_variant_lines():
 
 
 def test_sweep_issue3_variants_build(tmp_path):
-    import argparse
     from pathlib import Path
 
     sweep = _load_experiment("sweep")
-    args = argparse.Namespace(preset="demo", data=str(tmp_path), run_dir=str(tmp_path / "v"), split=1, seed=0)
+    args = argparse.Namespace(preset="demo", data=str(tmp_path), split=1, seed=0)
     lines = sweep.read_variants(str(Path(__file__).parents[1] / "experiments" / "issue3_variants.txt"))
     assert len(lines) >= 2
     for line in lines:
         _, overrides, _ = sweep.parse_variant(line)
-        cfg = sweep.variant_config(args, overrides)       # a misspelt field fails here
+        cfg = sweep.variant_config(args, overrides, str(tmp_path / "v"))   # a misspelt field fails here
         assert cfg.model.llm.random_config["hidden_size"] in (128, 256)
 
 
 def test_sweep_random_config_override_keeps_the_other_fields(tmp_path):
-    import argparse
-
     sweep = _load_experiment("sweep")
-    args = argparse.Namespace(preset="demo", data=str(tmp_path), run_dir=str(tmp_path / "v"), split=1, seed=0)
+    args = argparse.Namespace(preset="demo", data=str(tmp_path), split=1, seed=0)
     _, overrides, _ = sweep.parse_variant("v model.llm.random_config.num_hidden_layers=2 train.lr=1e-3")
-    cfg = sweep.variant_config(args, overrides)
-    base = sweep.variant_config(args, {})
+    cfg = sweep.variant_config(args, overrides, str(tmp_path / "v"))
+    base = sweep.variant_config(args, {}, str(tmp_path / "v"))
     assert cfg.model.llm.random_config == {**base.model.llm.random_config, "num_hidden_layers": 2}
     assert cfg.train.lr == 1e-3 and base.train.lr != 1e-3
+    assert overrides["model"]["llm"]["random_config"] == {"num_hidden_layers": 2}   # the caller's is unchanged
+    assert cfg.train.out_dir == str(tmp_path / "v")
 
 
 def test_sweep_runs_resumes_and_pretrains(tiny_synth, tmp_path, capsys):
-    import json
-
     sweep = _load_experiment("sweep")
     variants = tmp_path / "variants.txt"
     variants.write_text("# two variants\nplain train.max_steps=2\n"
@@ -198,15 +196,17 @@ def test_sweep_runs_resumes_and_pretrains(tiny_synth, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "[pre] encoder pre-training step 2" in out and out.count("RESULT") == 2
     assert torch.get_num_threads() == threads    # in-process runs leave the caller's threads alone
-    import argparse
+    assert sweep.main(argv) == 0                 # finished variants are not run again
+    assert "RESULT" not in capsys.readouterr().out
 
+
+def test_sweep_pretrain_encoder_per_keypoint_saves_a_loadable_folder(tiny_synth, tmp_path):
     from capellm.model.vision import VisionEncoder, build_vision_backbone
 
-    args = argparse.Namespace(preset="tiny", data=str(tiny_synth), run_dir=str(tmp_path / "k"), split=1, seed=0)
-    cfg = sweep.variant_config(args, {})
+    sweep = _load_experiment("sweep")
+    args = argparse.Namespace(preset="tiny", data=str(tiny_synth), split=1, seed=0)
+    cfg = sweep.variant_config(args, {}, str(tmp_path / "k"))
     folder = sweep.pretrain_encoder(cfg, 1, tmp_path / "k_encoder", target="keypoints", batch_size=2)
     cfg.model.vision.name_or_path = str(folder)
     assert VisionEncoder(build_vision_backbone(cfg.model.vision)).hidden_size > 0
     assert not (tmp_path / "k_encoder.tmp").exists()
-    assert sweep.main(argv) == 0                 # finished variants are not run again
-    assert "RESULT" not in capsys.readouterr().out
