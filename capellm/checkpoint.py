@@ -3,7 +3,7 @@
 Layout of a run folder (`train.out_dir`):
 
     run_config.yaml            the full RunConfig (portable paths only)
-    train.log                  one JSON line per logged step
+    train.log                  one JSON line per logged step (first, if any: the encoder pre-training)
     checkpoints/step-000050/   a model folder (CapeLLM.save_pretrained) plus
         trainer_state.pt       optimizer, scheduler, loop position (epoch, batch, step)
         rng_rank{r}.pt         Python, NumPy and torch RNG states of every process

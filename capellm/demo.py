@@ -3,7 +3,9 @@
 1. Generate the synthetic benchmark (capellm.data.synth) unless it is already complete.
 2. Train the `demo` preset on split N's TRAIN categories: the paper's code path (ViT encoder ->
    linear projector -> decoder-only LM, multi-round instructions with descriptions, answer-only
-   loss, text coordinates) at a size a 2-core CPU trains in minutes, every part trained in full.
+   loss, text coordinates) at a size a 2-core CPU trains in minutes. No pretrained DINOv2 installs
+   offline, so the small encoder is first pre-trained alone on the same categories
+   (capellm.pretrain) and then frozen; projector and LM are trained in full.
 3. Evaluate PCK on split N's TEST categories (unseen), with the same evaluator scoring two
    baselines that see no pixels: the box centre, and the mean position of each keypoint name over
    the training categories.
@@ -119,6 +121,9 @@ def main(argv=None) -> int:
     print(format_table(result, cfg.eval.thresholds, title="CapeLLM demo model on unseen test categories (%)"))
     print()
     print(comparison_table(result, baselines, cfg.eval.thresholds))
+    print()
+    print(category_table(result, baselines))
+    print()
     print(f"image reliance: answer loss {reliance['loss']:.4f} with each instance's own crop, "
           f"{reliance['loss_other_images']:.4f} with another instance's crop (gap {reliance['gap']:+.4f}; "
           f"near 0: the answers come from the text alone)")
@@ -135,6 +140,18 @@ def comparison_table(result: dict, baselines: dict, thresholds) -> str:
     lines = [f"{'unseen categories (%)':<{w}}  " + "  ".join(f"{c:>9}" for c in cols)]
     for name, o in rows:
         lines.append(f"{name:<{w}}  " + "  ".join(f"{100 * o[c]:9.2f}" for c in cols))
+    return "\n".join(lines)
+
+
+def category_table(result: dict, baselines: dict, column: str = "PCK@0.2") -> str:
+    """`column` per unseen category: the model beside each baseline (%)."""
+    names = ["CapeLLM"] + list(baselines)
+    w = max(len(c) for c in [*result["per_category"], "unseen category"])
+    lines = [f"{column + ' per unseen category (%)'}",
+             f"{'unseen category':<{w}}  " + "  ".join(f"{n:>{max(9, len(n))}}" for n in names)]
+    for cat, v in result["per_category"].items():
+        vals = [v[column]] + [b["per_category"][cat][column] for b in baselines.values()]
+        lines.append(f"{cat:<{w}}  " + "  ".join(f"{100 * x:{max(9, len(n))}.2f}" for n, x in zip(names, vals)))
     return "\n".join(lines)
 
 

@@ -30,6 +30,7 @@ from capellm.data.dataset import InstructionDataset, categories_for, collate, ep
 from capellm.data.instructions import instruction_corpus
 from capellm.model.capellm import CapeLLM
 from capellm.model.language_model import build_tokenizer
+from capellm.pretrain import pretrain_encoder
 from capellm.utils import atomic_write_text, seed_everything
 
 log = logging.getLogger("capellm.train")
@@ -158,13 +159,21 @@ def train(cfg: RunConfig, resume: bool = False, stop_after_steps: int | None = N
     model, ds, opt, sched, batches_per_epoch, total = build_training(cfg, accelerator)
     state = LoopState()
     last = ckpt.latest_checkpoint(out) if resume else None
+    t = cfg.train
+    if last is None and t.encoder_pretrain_steps > 0:
+        # every process runs the same seeded pre-training; DDP then broadcasts rank 0's weights
+        stats = pretrain_encoder(model.vision, ds.instances, ds.categories, cfg.model.crop, t.encoder_pretrain_steps,
+                                 t.encoder_pretrain_batch_size, t.encoder_pretrain_lr, t.encoder_pretrain_target,
+                                 seed=t.seed, device=accelerator.device)
+        if accelerator.is_main_process:
+            _log_line(cfg, {"encoder_pretrain_steps": t.encoder_pretrain_steps, "loss": stats["loss"][1],
+                            "seconds": stats["seconds"]})
     if last is not None:
         state = load_checkpoint(last, accelerator, model, opt, sched)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", last, state.step, state.epoch, state.batch)
     elif resume:
         log.info("no checkpoint in %s: starting from scratch", out)
     model, opt = accelerator.prepare(model, opt)
-    t = cfg.train
     bar = tqdm(total=total, initial=state.step, disable=not accelerator.is_main_process, desc="train",
                dynamic_ncols=True)
     t0, seen = time.time(), 0

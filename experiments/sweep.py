@@ -14,68 +14,35 @@ One variant a line of the variants file, `#` starts a comment:
 
     base
     lm2_lr1e-3   model.llm.random_config.num_hidden_layers=2 train.lr=1e-3
-    pre600       pretrain_encoder=600 model.vision.mode=frozen model.vision.random_config.sincos_position_scale=4.0
+    pre600       train.encoder_pretrain_steps=600 model.vision.mode=frozen
 
-`pretrain_encoder=N` first trains the encoder alone for N steps on the training categories (which
-patch holds each keypoint, and where inside it; `pretrain_target=names` makes the classes the
-keypoint names instead of each category's keypoints; see `pretrain_encoder`), saves it as a
-Hugging Face model folder and starts the variant from it, as the paper starts from a pretrained
-DINOv2.
+(`train.encoder_pretrain_steps` trains the encoder alone first, `capellm.pretrain`.)
 
-    python experiments/sweep.py variants.txt --data data/synth --out runs/sweep --parallel 12 --deadline 330
+    python experiments/sweep.py variants.txt --data data/synth --out runs/sweep --parallel 2 --heldout data/synth_seed1
 
-Measured in issue 3 (docs/demo_reading.md has the tables): none of 12 variants of the demo with a
-random encoder reads the image within 3,800 steps; with the encoder pre-trained and frozen, a
-2-layer LLM and lr 1e-3, the model reads on new instances of the training categories (PCK@0.2
-55.09 against 34.95 for the per-name prior with `--heldout`) but not on the unseen categories.
+`--heldout DIR` also scores new instances of the training categories, which tells reading the
+image apart from failing on new categories. The measurements of issue 3 are in docs/demo_reading.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-
-PRETRAIN_TARGETS = ("keypoints", "names")
 
 
-def parse_variant(line: str) -> tuple[str, dict, dict]:
-    """'NAME key=value ...' -> (name, nested overrides, encoder pre-training: {"steps", "target"})."""
+def parse_variant(line: str) -> tuple[str, dict]:
+    """'NAME key=value ...' -> (name, nested overrides); values are Python literals or strings."""
+    from capellm.config import parse_overrides
+
     name, *pairs = line.split()
-    overrides: dict = {}
-    pre = {"steps": 0, "target": "keypoints"}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep:
-            raise ValueError(f"variant '{name}': '{pair}' is not key=value")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
-        if key == "pretrain_encoder":
-            pre["steps"] = int(value)
-            continue
-        if key == "pretrain_target":
-            if value not in PRETRAIN_TARGETS:
-                raise ValueError(f"variant '{name}': pretrain_target must be one of {PRETRAIN_TARGETS}, got {value!r}")
-            pre["target"] = value
-            continue
-        node = overrides
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return name, overrides, pre
+    return name, parse_overrides(pairs, where=f"variant '{name}': ")
 
 
 def read_variants(path: str) -> list[str]:
@@ -106,77 +73,6 @@ def variant_config(args, overrides: dict, run_dir: str):
     return merge(cfg, overrides)
 
 
-def pretrain_encoder(cfg, steps: int, out: Path, target: str = "keypoints", batch_size: int = 64,
-                     lr: float = 2e-3, log=print) -> Path:
-    """Train the configured vision encoder alone on the training split, save it to `out`.
-
-    Per patch token a linear head predicts, for every class, a logit (does this patch hold it) and
-    its offset inside the patch; the loss is the cross-entropy over the patches plus the squared
-    offset error of the right patch, for each keypoint in the crop. The classes are the keypoints
-    of every training category (`target="keypoints"`) or the distinct keypoint names, shared by
-    the categories that use them (`"names"`). The crops use the training augmentation. Returns
-    the folder (Hugging Face `save_pretrained`).
-    """
-    from capellm.data.coco import load_keypoint_dataset
-    from capellm.data.dataset import categories_for
-    from capellm.data.transforms import crop_instance, load_image
-    from capellm.model.vision import VisionEncoder, build_vision_backbone
-
-    data = load_keypoint_dataset(cfg.data.train_file, cfg.data.image_root or None)
-    cats = categories_for(data, cfg.data.categories)
-    classes: dict[int, list[int]] = {}           # category id -> the class of each of its keypoints
-    names: dict[str, int] = {}
-    for cid in sorted(cats):
-        if target == "names":
-            classes[cid] = [names.setdefault(k.name.lower(), len(names)) for k in cats[cid].keypoints]
-        else:
-            start = sum(len(c) for c in classes.values())
-            classes[cid] = list(range(start, start + cats[cid].num_keypoints))
-    slots = 1 + max(max(c) for c in classes.values())
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    vision = VisionEncoder(build_vision_backbone(cfg.model.vision)).to(device)
-    head = torch.nn.Linear(vision.hidden_size, 3 * slots).to(device)     # per slot: logit, dx, dy
-    opt = torch.optim.AdamW([*vision.parameters(), *head.parameters()], lr=lr)
-    side = cfg.model.crop.input_size // vision.patch_size
-    rng = np.random.default_rng(cfg.train.seed)
-    images: dict = {}
-    t0 = time.time()
-    for step in range(1, steps + 1):
-        pixels, targets = [], []
-        for i in rng.integers(0, len(data.instances), size=batch_size):
-            inst = data.instances[i]
-            if inst.image_path not in images:
-                images[inst.image_path] = load_image(inst.image_path)
-            crop = crop_instance(images[inst.image_path], inst.bbox, inst.keypoints, inst.visible, cfg.model.crop, rng)
-            pixels.append(crop.pixel_values)
-            targets.append((classes[inst.category_id], crop.keypoints, crop.in_crop))
-        tokens = vision(torch.stack(pixels).to(device))                   # [B, N, D]
-        out_ = head(tokens).view(len(pixels), tokens.shape[1], slots, 3)  # [B, N, S, 3]
-        total, count = tokens.new_zeros(()), 0
-        for b, (cls, kps, ok) in enumerate(targets):
-            j = np.flatnonzero(ok)
-            if not len(j):
-                continue
-            xy = torch.as_tensor(kps[j], dtype=torch.float32, device=device).clamp(0, 0.9999) * side  # [J, 2]
-            cell = xy.floor().long()
-            target = cell[:, 1] * side + cell[:, 0]                       # [J] row-major patch index
-            s = torch.as_tensor([cls[i] for i in j], device=device)
-            total = total + F.cross_entropy(out_[b, :, s, 0].T, target, reduction="sum")
-            total = total + ((out_[b, target, s, 1:] - (xy - cell - 0.5)) ** 2).sum()
-            count += len(j)
-        loss = total / max(count, 1)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        if step % 100 == 0 or step == steps:
-            log(f"encoder pre-training step {step}: loss {loss.item():.3f} ({time.time() - t0:.0f} s)")
-    tmp = out.with_name(out.name + ".tmp")          # a killed save leaves no half folder behind
-    shutil.rmtree(tmp, ignore_errors=True)
-    vision.backbone.save_pretrained(tmp)
-    tmp.rename(out)
-    return out
-
-
 def run_one(args, line: str) -> dict:
     """Train and measure one variant with `args.threads` torch threads (the caller's number is
     restored afterwards); returns (and stores in its folder) the result."""
@@ -197,7 +93,7 @@ def _run_one(args, line: str) -> dict:
     from capellm.train import train
     from capellm.utils import atomic_write_json
 
-    name, overrides, pre = parse_variant(line)
+    name, overrides = parse_variant(line)
     run_dir = Path(args.out) / name
 
     def log(msg: str) -> None:
@@ -208,11 +104,6 @@ def _run_one(args, line: str) -> dict:
                 f.write(text + "\n")
 
     cfg = variant_config(args, overrides, str(run_dir))
-    if pre["steps"]:
-        folder = run_dir / "pretrained_encoder"
-        if not (folder / "config.json").exists():
-            pretrain_encoder(cfg, pre["steps"], folder, target=pre["target"], log=log)
-        cfg.model.vision.name_or_path = str(folder.resolve())
     cfg.train.save_every = args.every
     splits = {}
     for split in ("train", "test"):

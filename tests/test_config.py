@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from capellm.config import (PRESETS, ConfigError, RunConfig, add_arguments, apply_arguments, from_dict,
-                            load_yaml_config, merge, portable_path, preset, resolve_model_path, to_dict)
+                            load_yaml_config, merge, parse_overrides, portable_path, preset, resolve_model_path,
+                            to_dict)
 
 
 def nested(dotted: str, value) -> dict:
@@ -309,3 +310,13 @@ def test_pkg_dotted_missing_is_a_config_error():
     # find_spec("a.b") imports "a" and raises ModuleNotFoundError when "a" is missing
     with pytest.raises(ConfigError):
         resolve_model_path("pkg:nonexistent_pkg_xyz.weights")
+
+
+def test_parse_overrides_nests_keys_and_reads_literals():
+    assert parse_overrides(["train.lr=1e-3", "model.vision.mode=frozen", "model.instruction.description=False",
+                            "model.llm.random_config.num_hidden_layers=2"]) == {
+        "train": {"lr": 1e-3},
+        "model": {"vision": {"mode": "frozen"}, "instruction": {"description": False},
+                  "llm": {"random_config": {"num_hidden_layers": 2}}}}
+    with pytest.raises(ConfigError, match="--set 'lr' is not key=value"):
+        parse_overrides(["lr"], where="--set ")

@@ -72,6 +72,9 @@ def test_demo_runs_end_to_end(tiny_synth, tmp_path, capsys):
     assert len(m["pictures"]) == 2 and all((out / "pictures").glob("*.png"))
     printed = capsys.readouterr().out
     assert "mean position per name" in printed and "time:" in printed and "image reliance" in printed
+    table = printed.split("PCK@0.2 per unseen category (%)")[1].strip().split("\n\n")[0]
+    rows = table.splitlines()[1:]
+    assert sorted(r.split()[0] for r in rows) == sorted(m["model"]["per_category"])
     assert set(m["image_reliance"]) == {"loss", "loss_other_images", "gap", "conversations"}
 
 
@@ -138,16 +141,14 @@ def test_reading_probe_runs(encoder, capsys):
 
 def test_sweep_variant_lines():
     sweep = _load_experiment("sweep")
-    name, overrides, pre = sweep.parse_variant("v1 train.lr=1e-3 model.llm.random_config.num_hidden_layers=2 "
-                                               "pretrain_encoder=600 pretrain_target=names model.vision.mode=frozen")
-    assert (name, pre) == ("v1", {"steps": 600, "target": "names"})
-    assert sweep.parse_variant("v0")[2] == {"steps": 0, "target": "keypoints"}
-    assert overrides == {"train": {"lr": 1e-3}, "model": {"llm": {"random_config": {"num_hidden_layers": 2}},
-                                                          "vision": {"mode": "frozen"}}}
+    name, overrides = sweep.parse_variant("v1 train.lr=1e-3 model.llm.random_config.num_hidden_layers=2 "
+                                          "train.encoder_pretrain_target=names model.vision.mode=frozen")
+    assert name == "v1"
+    assert overrides == {"train": {"lr": 1e-3, "encoder_pretrain_target": "names"},
+                         "model": {"llm": {"random_config": {"num_hidden_layers": 2}}, "vision": {"mode": "frozen"}}}
+    assert sweep.parse_variant("v0") == ("v0", {})
     with pytest.raises(ValueError, match="'lr' is not key=value"):
         sweep.parse_variant("v2 lr")
-    with pytest.raises(ValueError, match="pretrain_target must be one of"):
-        sweep.parse_variant("v3 pretrain_target=words")
 
 
 def test_sweep_issue3_variants_build(tmp_path):
@@ -158,7 +159,7 @@ def test_sweep_issue3_variants_build(tmp_path):
     lines = sweep.read_variants(str(Path(__file__).parents[1] / "experiments" / "issue3_variants.txt"))
     assert len(lines) >= 2
     for line in lines:
-        _, overrides, _ = sweep.parse_variant(line)
+        _, overrides = sweep.parse_variant(line)
         cfg = sweep.variant_config(args, overrides, str(tmp_path / "v"))   # a misspelt field fails here
         assert cfg.model.llm.random_config["hidden_size"] in (128, 256)
 
@@ -166,11 +167,11 @@ def test_sweep_issue3_variants_build(tmp_path):
 def test_sweep_random_config_override_keeps_the_other_fields(tmp_path):
     sweep = _load_experiment("sweep")
     args = argparse.Namespace(preset="demo", data=str(tmp_path), split=1, seed=0)
-    _, overrides, _ = sweep.parse_variant("v model.llm.random_config.num_hidden_layers=2 train.lr=1e-3")
+    _, overrides = sweep.parse_variant("v model.llm.random_config.num_hidden_layers=2 train.lr=3e-3")
     cfg = sweep.variant_config(args, overrides, str(tmp_path / "v"))
     base = sweep.variant_config(args, {}, str(tmp_path / "v"))
     assert cfg.model.llm.random_config == {**base.model.llm.random_config, "num_hidden_layers": 2}
-    assert cfg.train.lr == 1e-3 and base.train.lr != 1e-3
+    assert cfg.train.lr == 3e-3 and base.train.lr != 3e-3
     assert overrides["model"]["llm"]["random_config"] == {"num_hidden_layers": 2}   # the caller's is unchanged
     assert cfg.train.out_dir == str(tmp_path / "v")
 
@@ -179,7 +180,7 @@ def test_sweep_runs_resumes_and_pretrains(tiny_synth, tmp_path, capsys):
     sweep = _load_experiment("sweep")
     variants = tmp_path / "variants.txt"
     variants.write_text("# two variants\nplain train.max_steps=2\n"
-                        "pre train.max_steps=1 pretrain_encoder=2 pretrain_target=names model.vision.mode=frozen\n")
+                        "pre train.max_steps=1 train.encoder_pretrain_steps=2 model.vision.mode=frozen\n")
     argv = [str(variants), "--data", str(tiny_synth), "--out", str(tmp_path / "out"), "--preset", "tiny",
             "--every", "1", "--threads", "1", "--heldout", str(tmp_path / "heldout")]
     threads = torch.get_num_threads()
@@ -189,24 +190,27 @@ def test_sweep_runs_resumes_and_pretrains(tiny_synth, tmp_path, capsys):
         assert result["steps"] == steps and [h["step"] for h in result["history"]] == list(range(1, steps + 1))
         assert {"train_gap", "test_gap"} <= set(result["history"][0])
         assert {"PCK@0.2", "baseline PCK@0.2", "gap"} <= set(result["heldout"])
-    assert (tmp_path / "out" / "pre" / "pretrained_encoder" / "config.json").exists()
+    log = [json.loads(x) for x in (tmp_path / "out" / "pre" / "train.log").read_text().splitlines()]
+    assert log[0]["encoder_pretrain_steps"] == 2
     made = json.loads((tmp_path / "heldout" / ".complete").read_text())["config"]
     used = json.loads((tiny_synth / ".complete").read_text())["config"]
     assert made == {**used, "seed": used["seed"] + 1}       # same categories, new instances
     out = capsys.readouterr().out
-    assert "[pre] encoder pre-training step 2" in out and out.count("RESULT") == 2
+    assert out.count("RESULT") == 2
     assert torch.get_num_threads() == threads    # in-process runs leave the caller's threads alone
     assert sweep.main(argv) == 0                 # finished variants are not run again
     assert "RESULT" not in capsys.readouterr().out
 
 
-def test_sweep_pretrain_encoder_per_keypoint_saves_a_loadable_folder(tiny_synth, tmp_path):
-    from capellm.model.vision import VisionEncoder, build_vision_backbone
+def test_encoder_probe_scores_every_unseen_category(tiny_synth, capsys):
+    import json
 
-    sweep = _load_experiment("sweep")
-    args = argparse.Namespace(preset="tiny", data=str(tiny_synth), split=1, seed=0)
-    cfg = sweep.variant_config(args, {}, str(tmp_path / "k"))
-    folder = sweep.pretrain_encoder(cfg, 1, tmp_path / "k_encoder", target="keypoints", batch_size=2)
-    cfg.model.vision.name_or_path = str(folder)
-    assert VisionEncoder(build_vision_backbone(cfg.model.vision)).hidden_size > 0
-    assert not (tmp_path / "k_encoder.tmp").exists()
+    probe = _load_experiment("encoder_probe")
+    assert probe.main(["--data", str(tiny_synth), "--preset", "tiny", "--steps", "2",
+                       "--set", "train.encoder_pretrain_batch_size=4"]) == 0
+    rows = [[c.strip() for c in r.split("|")[1:-1]] for r in capsys.readouterr().out.splitlines()
+            if r.startswith("| ") and "---" not in r]
+    split = json.loads((tiny_synth / "annotations" / "synth_split1_test.json").read_text())
+    assert sorted(r[0] for r in rows[1:-2]) == sorted(c["name"] for c in split["categories"])
+    assert [r[0] for r in rows[-2:]] == ["overall PCK@0.2", "overall mPCK"]
+    assert all(0 <= float(x) <= 100 for r in rows[1:] for x in r[-2:])

@@ -1,0 +1,133 @@
+"""How well does the pre-trained encoder alone locate keypoints on unseen categories?
+
+Pre-trains the demo's encoder (`capellm.pretrain.pretrain_encoder`, target "names") on split N's
+training categories, then predicts each keypoint of the unseen test categories from the
+pre-training head alone: the patch with the highest logit for the keypoint's name, plus the head's
+offset inside it. Keypoints whose name no training category has fall back to the mean-position
+baseline's answer (that is all a name-indexed head can do). Scored with the evaluator's PCK
+(capellm.metrics) beside the mean-position baseline, per category.
+
+This bounds what the LLM can read from the frozen encoder in the demo: if the probe does not beat
+the baseline, no LLM on top will; if it does and the CapeLLM does not, the LLM's reading is what
+fails (issue 3, docs/demo_reading.md).
+
+    python experiments/encoder_probe.py --steps 600
+    python experiments/encoder_probe.py --steps 600 --set model.vision.random_config.patch_size=8
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+
+@torch.no_grad()
+def probe_predictions(vision, head, dataset, categories, classes: dict[str, int], fallback, crop_cfg,
+                      batch_size: int = 64) -> list[np.ndarray]:
+    """[K, 2] image-pixel predictions per instance (see the module docstring)."""
+    from capellm.data.transforms import (
+        apply_affine,
+        crop_instance,
+        invert_affine,
+        load_image,
+    )
+
+    vision.eval()
+    side = crop_cfg.input_size // vision.patch_size
+    preds = []
+    for start in range(0, len(dataset.instances), batch_size):
+        batch = dataset.instances[start:start + batch_size]
+        crops = [crop_instance(load_image(x.image_path), x.bbox, x.keypoints, x.visible, crop_cfg) for x in batch]
+        tokens = vision(torch.stack([c.pixel_values for c in crops]))             # [B, N, D]
+        out = head(tokens).view(len(batch), tokens.shape[1], -1, 3)              # [B, N, C, 3]
+        for b, (inst, crop) in enumerate(zip(batch, crops)):
+            cat = categories[inst.category_id]
+            pred = fallback(inst, cat).astype(np.float64)                        # image pixels
+            for k, kp in enumerate(cat.keypoints):
+                c = classes.get(" ".join(kp.name.lower().split()))
+                if c is None:
+                    continue
+                idx = int(out[b, :, c, 0].argmax())
+                row, col = divmod(idx, side)
+                unit = (np.array([col, row]) + 0.5 + out[b, idx, c, 1:].numpy()) / side
+                pred[k] = apply_affine(unit[None], invert_affine(crop.matrix))[0]
+            preds.append(pred)
+    return preds
+
+
+def eval_crop(crop):
+    """The evaluation crop: the training crop without augmentation."""
+    from dataclasses import replace
+
+    return replace(crop, augment=False)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Locate unseen categories' keypoints with the pre-trained encoder alone.")
+    p.add_argument("--data", default="data/synth")
+    p.add_argument("--split", type=int, default=1, choices=range(1, 6))
+    p.add_argument("--preset", default="demo")
+    p.add_argument("--steps", type=int, default=None, help="pre-training steps (default: the preset's)")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="dotted config overrides")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    from capellm.baselines import MeanPositionBaseline, evaluate_baseline
+    from capellm.config import merge, parse_overrides
+    from capellm.data import synth
+    from capellm.data.coco import load_keypoint_dataset
+    from capellm.data.dataset import categories_for
+    from capellm.demo import demo_config
+    from capellm.evaluate import category_labels
+    from capellm.metrics import PCKAccumulator
+    from capellm.model.vision import VisionEncoder, build_vision_backbone
+    from capellm.pretrain import keypoint_classes, pretrain_encoder
+
+    if not synth.is_complete(args.data):
+        synth.generate(args.data, seed=0)
+    cfg = demo_config(argparse.Namespace(preset=args.preset, data=args.data, out="unused", split=args.split,
+                                         seed=args.seed, steps=None))
+    cfg = merge(cfg, parse_overrides(args.set, where="--set "))
+    steps = args.steps or cfg.train.encoder_pretrain_steps
+    train = load_keypoint_dataset(cfg.data.train_file, cfg.data.image_root)
+    test = load_keypoint_dataset(cfg.data.test_file, cfg.data.image_root)
+    train_cats = categories_for(train, cfg.data.categories)
+    test_cats = categories_for(test, cfg.data.categories)
+
+    torch.manual_seed(args.seed)
+    vision = VisionEncoder(build_vision_backbone(cfg.model.vision))
+    t0 = time.time()
+    stats = pretrain_encoder(vision, train.instances, train_cats, cfg.model.crop, steps,
+                             cfg.train.encoder_pretrain_batch_size, cfg.train.encoder_pretrain_lr, "names",
+                             seed=args.seed)
+    print(f"encoder pre-training: {steps} steps, loss {stats['loss'][0]:.3f} -> {stats['loss'][1]:.3f}, "
+          f"{time.time() - t0:.0f} s")
+    names: dict[str, int] = {}
+    for cid, cls in keypoint_classes(train_cats, "names").items():
+        for kp, c in zip(train_cats[cid].keypoints, cls):
+            names[" ".join(kp.name.lower().split())] = c
+    base = MeanPositionBaseline(cfg.model.crop).fit(train.instances, train_cats)
+    labels = category_labels(test, test_cats)
+    preds = probe_predictions(vision, stats["head"], test, test_cats, names, base.predict,
+                              eval_crop(cfg.model.crop))
+    acc = PCKAccumulator(cfg.eval.thresholds)
+    for inst, pred in zip(test.instances, preds):
+        acc.add(labels[inst.category_id], pred, inst.keypoints, inst.visible, inst.bbox)
+    probe = acc.result()
+    baseline = evaluate_baseline(base.predict, test, test_cats, cfg.eval.thresholds, labels)
+    print("\n| unseen category | names seen in training | encoder probe PCK@0.2 | mean position PCK@0.2 |")
+    print("|---|---:|---:|---:|")
+    for cat in probe["per_category"]:
+        c = next(v for v in test_cats.values() if labels[v.id] == cat)
+        print(f"| {cat} | {100 * base.coverage(c):.0f}% | {100 * probe['per_category'][cat]['PCK@0.2']:.2f} | "
+              f"{100 * baseline['per_category'][cat]['PCK@0.2']:.2f} |")
+    for key in ("PCK@0.2", "mPCK"):
+        print(f"| overall {key} | | {100 * probe['overall'][key]:.2f} | {100 * baseline['overall'][key]:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
