@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/ablations")
     p.add_argument("--split", type=int, default=1, choices=range(1, 6))
     p.add_argument("--steps", type=int, default=None, help="optimiser steps per variant (default: the demo's)")
+    p.add_argument("--pretrain-steps", type=int, default=None,
+                   help="encoder pre-training steps per variant (default: the demo's)")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -57,6 +59,8 @@ def variant_config(args, name: str, instruction: dict):
     k_demo = cfg.model.instruction.k
     cfg.model.instruction = replace(cfg.model.instruction, **instruction)
     cfg.train.max_steps = max(1, round(cfg.train.max_steps * k_demo / cfg.model.instruction.k))
+    if getattr(args, "pretrain_steps", None) is not None:
+        cfg.train.encoder_pretrain_steps = args.pretrain_steps
     return cfg
 
 

@@ -82,7 +82,8 @@ def test_ablate_instruction_study_resumes(tiny_synth, tmp_path):
     from capellm.ablate import main
 
     out = tmp_path / "abl"
-    args = ["--study", "instruction", "--data", str(tiny_synth), "--out", str(out), "--steps", "2"]
+    args = ["--study", "instruction", "--data", str(tiny_synth), "--out", str(out), "--steps", "2",
+            "--pretrain-steps", "1"]
     assert main(args) == 0
     done = json.loads((out / "ablations.json").read_text())
     assert set(done) == {"instruction/name only", "instruction/name + description",
@@ -90,6 +91,8 @@ def test_ablate_instruction_study_resumes(tiny_synth, tmp_path):
     assert done["instruction/name only"]["overrides"] == {"description": False}
     assert done["instruction/name only"]["instruction"]["description"] is False
     assert {r["steps"] for r in done.values()} == {2}
+    log = json.loads((out / "nameonly" / "train.log").read_text().splitlines()[0])
+    assert log["encoder_pretrain_steps"] == 1                # --pretrain-steps reaches the training
     stamp = (out / "ablations.json").stat().st_mtime_ns
     assert main(args) == 0                      # everything done: nothing retrained
     assert (out / "ablations.json").stat().st_mtime_ns == stamp
