@@ -59,7 +59,7 @@ def variant_config(args, name: str, instruction: dict):
     k_demo = cfg.model.instruction.k
     cfg.model.instruction = replace(cfg.model.instruction, **instruction)
     cfg.train.max_steps = max(1, round(cfg.train.max_steps * k_demo / cfg.model.instruction.k))
-    if getattr(args, "pretrain_steps", None) is not None:
+    if args.pretrain_steps is not None:
         cfg.train.encoder_pretrain_steps = args.pretrain_steps
     return cfg
 

@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from capellm.data.categories import Category
+from capellm.data.categories import Category, name_key
 from capellm.data.coco import Instance, KeypointDataset
 from capellm.data.transforms import CropConfig, apply_affine, crop_to_unit, invert_affine
 from capellm.metrics import PCKAccumulator
@@ -26,9 +26,7 @@ class MeanPositionBaseline:
         self.crop = crop
         self.means: dict[str, np.ndarray] = {}
 
-    @staticmethod
-    def key(name: str) -> str:
-        return " ".join(name.lower().split())
+    key = staticmethod(name_key)
 
     def fit(self, instances: list[Instance], categories: dict[int, Category]) -> "MeanPositionBaseline":
         sums: dict[str, list] = defaultdict(lambda: [np.zeros(2), 0])

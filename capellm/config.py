@@ -158,8 +158,10 @@ class TrainConfig:
         if self.encoder_pretrain_steps < 0 or self.encoder_pretrain_batch_size < 1 or self.encoder_pretrain_lr <= 0:
             raise ConfigError("train.encoder_pretrain_steps must be >= 0, encoder_pretrain_batch_size >= 1 and "
                               "encoder_pretrain_lr > 0")
-        if self.encoder_pretrain_target not in ("names", "keypoints"):
-            raise ConfigError(f"train.encoder_pretrain_target must be 'names' or 'keypoints', "
+        from capellm.pretrain import TARGETS
+
+        if self.encoder_pretrain_target not in TARGETS:
+            raise ConfigError(f"train.encoder_pretrain_target must be one of {TARGETS}, "
                               f"got '{self.encoder_pretrain_target}'")
 
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from capellm.data.categories import Category
+from capellm.data.categories import Category, name_key
 from capellm.data.coco import Instance
 from capellm.data.transforms import CropConfig, crop_instance, load_image
 
@@ -46,8 +46,8 @@ TARGETS = ("names", "keypoints")
 
 
 def keypoint_classes(categories: dict[int, Category], target: str = "names") -> dict[int, list[int]]:
-    """Category id -> the class of each of its keypoints. "names": one class per distinct
-    (lower-cased) keypoint name; "keypoints": one per keypoint of every category (ids in order)."""
+    """Category id -> the class of each of its keypoints. "names": one class per distinct keypoint
+    name (`name_key`); "keypoints": one per keypoint of every category (ids in order)."""
     if target not in TARGETS:
         raise ValueError(f"encoder pre-training target must be one of {TARGETS}, got {target!r}")
     classes: dict[int, list[int]] = {}
@@ -56,7 +56,7 @@ def keypoint_classes(categories: dict[int, Category], target: str = "names") -> 
     for cid in sorted(categories):
         kps = categories[cid].keypoints
         if target == "names":
-            classes[cid] = [names.setdefault(" ".join(k.name.lower().split()), len(names)) for k in kps]
+            classes[cid] = [names.setdefault(name_key(k.name), len(names)) for k in kps]
         else:
             classes[cid] = list(range(start, start + len(kps)))
             start += len(kps)

@@ -28,12 +28,8 @@ import torch
 def probe_predictions(vision, head, dataset, categories, classes: dict[str, int], fallback, crop_cfg,
                       batch_size: int = 64) -> list[np.ndarray]:
     """[K, 2] image-pixel predictions per instance (see the module docstring)."""
-    from capellm.data.transforms import (
-        apply_affine,
-        crop_instance,
-        invert_affine,
-        load_image,
-    )
+    from capellm.data.categories import name_key
+    from capellm.data.transforms import apply_affine, crop_instance, invert_affine, load_image
 
     vision.eval()
     side = crop_cfg.input_size // vision.patch_size
@@ -46,23 +42,17 @@ def probe_predictions(vision, head, dataset, categories, classes: dict[str, int]
         for b, (inst, crop) in enumerate(zip(batch, crops)):
             cat = categories[inst.category_id]
             pred = fallback(inst, cat).astype(np.float64)                        # image pixels
-            for k, kp in enumerate(cat.keypoints):
-                c = classes.get(" ".join(kp.name.lower().split()))
-                if c is None:
-                    continue
-                idx = int(out[b, :, c, 0].argmax())
-                row, col = divmod(idx, side)
-                unit = (np.array([col, row]) + 0.5 + out[b, idx, c, 1:].numpy()) / side
-                pred[k] = apply_affine(unit[None], invert_affine(crop.matrix))[0]
+            known = [(k, classes[name_key(kp.name)]) for k, kp in enumerate(cat.keypoints)
+                     if name_key(kp.name) in classes]
+            if known:
+                ks, cs = map(list, zip(*known))
+                idx = out[b, :, cs, 0].argmax(0)                                 # [J] best patch per class
+                offset = out[b, idx, cs, 1:].numpy()                             # [J, 2]
+                cells = np.stack([idx.numpy() % side, idx.numpy() // side], 1)   # (column, row)
+                unit = (cells + 0.5 + offset) / side
+                pred[ks] = apply_affine(unit, invert_affine(crop.matrix))
             preds.append(pred)
     return preds
-
-
-def eval_crop(crop):
-    """The evaluation crop: the training crop without augmentation."""
-    from dataclasses import replace
-
-    return replace(crop, augment=False)
 
 
 def main(argv=None) -> int:
@@ -78,6 +68,7 @@ def main(argv=None) -> int:
     from capellm.baselines import MeanPositionBaseline, evaluate_baseline
     from capellm.config import merge, parse_overrides
     from capellm.data import synth
+    from capellm.data.categories import name_key
     from capellm.data.coco import load_keypoint_dataset
     from capellm.data.dataset import categories_for
     from capellm.demo import demo_config
@@ -105,14 +96,12 @@ def main(argv=None) -> int:
                              seed=args.seed)
     print(f"encoder pre-training: {steps} steps, loss {stats['loss'][0]:.3f} -> {stats['loss'][1]:.3f}, "
           f"{time.time() - t0:.0f} s")
-    names: dict[str, int] = {}
-    for cid, cls in keypoint_classes(train_cats, "names").items():
-        for kp, c in zip(train_cats[cid].keypoints, cls):
-            names[" ".join(kp.name.lower().split())] = c
+    names = {name_key(kp.name): c for cid, cls in keypoint_classes(train_cats, "names").items()
+             for kp, c in zip(train_cats[cid].keypoints, cls)}
     base = MeanPositionBaseline(cfg.model.crop).fit(train.instances, train_cats)
     labels = category_labels(test, test_cats)
     preds = probe_predictions(vision, stats["head"], test, test_cats, names, base.predict,
-                              eval_crop(cfg.model.crop))
+                              cfg.model.crop)      # no generator given: the un-augmented crop
     acc = PCKAccumulator(cfg.eval.thresholds)
     for inst, pred in zip(test.instances, preds):
         acc.add(labels[inst.category_id], pred, inst.keypoints, inst.visible, inst.bbox)

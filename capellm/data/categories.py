@@ -125,6 +125,12 @@ class Category:
                    skeleton=tuple(pairs), source=source)
 
 
+def name_key(name: str) -> str:
+    """The form in which keypoint names are matched ACROSS categories (the mean-position baseline,
+    encoder pre-training): lower case, runs of white space as one space."""
+    return " ".join(name.lower().split())
+
+
 def _validate(name, keypoints, skeleton, source) -> None:
     seen: dict[str, int] = {}
     for i, kp in enumerate(keypoints):
