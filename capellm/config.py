@@ -142,7 +142,6 @@ class TrainConfig:
     encoder_pretrain_batch_size: int = 64
     encoder_pretrain_lr: float = 2e-3
     encoder_pretrain_target: str = "names"   # names: classes shared by categories | keypoints
-    encoder_pretrain_projector: bool = False  # the projector is the head (capellm.pretrain.ProjectorHead)
 
     def __post_init__(self):
         for name in ("epochs", "batch_size", "grad_accum", "log_every", "save_every", "keep_last"):

@@ -97,64 +97,12 @@ def patch_loss(out: torch.Tensor, classes: list[torch.Tensor], points: list[torc
     return total / max(count, 1)
 
 
-class LinearHead(nn.Module):
-    """The default pre-training head, dropped afterwards: [B, N, D] -> [B, N, C, 3] (per class: logit,
-    dx, dy)."""
-
-    def __init__(self, width: int, n_classes: int):
-        super().__init__()
-        self.linear = nn.Linear(width, 3 * n_classes)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.linear(tokens).unflatten(-1, (-1, 3))
-
-
-class ProjectorHead(nn.Module):
-    """The CapeLLM projector as the pre-training head (`projector=` of `pretrain_encoder`): its
-    outputs 0..C-1 are the class logits and C, C+1 the patch's point, the position (x, y) in patch
-    units of the keypoint it holds (the mean if several; the patch centre if none). Its other
-    outputs are zeroed and stay zero, so the image tokens the LLM reads afterwards say which keypoint
-    name is where and nothing else. [B, N, D] -> [B, N, C, 3] like `LinearHead`, with the point as
-    the same offset from the patch centre for every class."""
-
-    def __init__(self, projector: nn.Module, n_classes: int, side: int):
-        super().__init__()
-        width = projector.proj.out_features
-        if width < n_classes + 2:
-            raise ValueError(f"encoder pre-training through the projector needs an LLM width >= classes + 2 = "
-                             f"{n_classes + 2}, got {width}")
-        with torch.no_grad():
-            projector.proj.weight[n_classes + 2:] = 0
-            projector.proj.bias[n_classes + 2:] = 0
-        self.projector, self.n_classes = projector, n_classes
-        cells = torch.arange(side * side)
-        self.register_buffer("centres", torch.stack([cells % side, cells // side], 1).float() + 0.5)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        out = self.projector(tokens)
-        logits, offset = out[..., :self.n_classes], out[..., self.n_classes:self.n_classes + 2] - self.centres
-        return torch.cat([logits[..., None], offset[..., None, :].expand(*logits.shape, 2)], -1)
-
-
-def empty_patch_loss(out: torch.Tensor, points: list[torch.Tensor], side: int) -> torch.Tensor:
-    """Mean squared offset (class 0's) of the patches that hold no keypoint: their point is their centre."""
-    total, count = out.new_zeros(()), 0
-    for b, xy in enumerate(points):
-        cell = (xy.clamp(0, 0.9999) * side).floor().long()
-        empty = torch.ones(side * side, dtype=torch.bool, device=out.device)
-        empty[cell[:, 1] * side + cell[:, 0]] = False
-        total = total + (out[b, empty, 0, 1:] ** 2).sum()
-        count += int(empty.sum())
-    return total / max(count, 1)
-
-
 def pretrain_encoder(vision: nn.Module, instances: list[Instance], categories: dict[int, Category],
                      crop: CropConfig, steps: int, batch_size: int = 64, lr: float = 2e-3,
-                     target: str = "names", seed: int = 0, device=None, projector: nn.Module | None = None) -> dict:
+                     target: str = "names", seed: int = 0, device=None) -> dict:
     """Train `vision` (a `capellm.model.vision.VisionEncoder`) in place, as the module docstring
-    says; with `projector` (CapeLLM's), train it too, as the head (`ProjectorHead`). Returns {"loss":
-    (first, mean of the last 20), "seconds": ..., "head": the trained head, [B, N, D] -> [B, N, C,
-    3], for probes (`experiments/encoder_probe.py`)}."""
+    says. Returns {"loss": (first, mean of the last 20), "seconds": ..., "head": the trained head,
+    [D] -> [3 * classes], for probes (`experiments/encoder_probe.py`)}."""
     if steps < 1:
         raise ValueError(f"encoder pre-training needs steps >= 1, got {steps}")
     if not instances:
@@ -163,18 +111,14 @@ def pretrain_encoder(vision: nn.Module, instances: list[Instance], categories: d
     n_classes = 1 + max(c for cls in classes.values() for c in cls)
     device = torch.device(device) if device is not None else next(vision.parameters()).device
     vision.to(device)
-    side = crop.input_size // vision.patch_size
-    if projector is None:
-        head = LinearHead(vision.hidden_size, n_classes).to(device)
-    else:
-        head = ProjectorHead(projector.to(device), n_classes, side).to(device)
-    trained = [*vision.parameters(), *(projector.parameters() if projector is not None else ())]
-    flags = [p.requires_grad for p in trained]
-    for p in trained:
+    flags = [p.requires_grad for p in vision.parameters()]
+    head = nn.Linear(vision.hidden_size, 3 * n_classes).to(device)      # per class: logit, dx, dy
+    for p in vision.parameters():
         p.requires_grad_(True)
     # a constant learning rate, as in the sweeps of docs/demo_reading.md (with warm-up and cosine
     # decay the probe below scored 55.2 instead of 57.3)
-    opt = torch.optim.AdamW(list({id(p): p for p in [*trained, *head.parameters()]}.values()), lr=lr)
+    opt = torch.optim.AdamW([*vision.parameters(), *head.parameters()], lr=lr)
+    side = crop.input_size // vision.patch_size
     pick = np.random.default_rng([seed, 7])
     image = _ImageCache()
     was_training = vision.training
@@ -193,10 +137,8 @@ def pretrain_encoder(vision: nn.Module, instances: list[Instance], categories: d
                                            device=device))
                 pts.append(torch.as_tensor(c.keypoints[keep], dtype=torch.float32, device=device))
             tokens = vision(torch.stack(pixels).to(device))              # [B, N, D]
-            out = head(tokens)                                           # [B, N, C, 3]
+            out = head(tokens).view(len(pixels), tokens.shape[1], n_classes, 3)
             loss = patch_loss(out, cls, pts, side)
-            if projector is not None:
-                loss = loss + empty_patch_loss(out, pts, side)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -205,7 +147,7 @@ def pretrain_encoder(vision: nn.Module, instances: list[Instance], categories: d
                 log.info("encoder pre-training step %d/%d: loss %.3f (%.0f s)", step + 1, steps,
                          np.mean(losses[-100:]), time.time() - t0)
     finally:
-        for p, flag in zip(trained, flags):
+        for p, flag in zip(vision.parameters(), flags):
             p.requires_grad_(flag)
         vision.train(was_training)
     return {"loss": (losses[0], float(np.mean(losses[-20:]))), "seconds": round(time.time() - t0, 1), "head": head}

@@ -164,8 +164,7 @@ def train(cfg: RunConfig, resume: bool = False, stop_after_steps: int | None = N
         # every process runs the same seeded pre-training; DDP then broadcasts rank 0's weights
         stats = pretrain_encoder(model.vision, ds.instances, ds.categories, cfg.model.crop, t.encoder_pretrain_steps,
                                  t.encoder_pretrain_batch_size, t.encoder_pretrain_lr, t.encoder_pretrain_target,
-                                 seed=t.seed, device=accelerator.device,
-                                 projector=model.projector if t.encoder_pretrain_projector else None)
+                                 seed=t.seed, device=accelerator.device)
         if accelerator.is_main_process:
             _log_line(cfg, {"encoder_pretrain_steps": t.encoder_pretrain_steps, "loss": stats["loss"][1],
                             "seconds": stats["seconds"]})

@@ -38,7 +38,7 @@ def probe_predictions(vision, head, dataset, categories, classes: dict[str, int]
         batch = dataset.instances[start:start + batch_size]
         crops = [crop_instance(load_image(x.image_path), x.bbox, x.keypoints, x.visible, crop_cfg) for x in batch]
         tokens = vision(torch.stack([c.pixel_values for c in crops]))             # [B, N, D]
-        out = head(tokens)                                                       # [B, N, C, 3]
+        out = head(tokens).view(len(batch), tokens.shape[1], -1, 3)              # [B, N, C, 3]
         for b, (inst, crop) in enumerate(zip(batch, crops)):
             cat = categories[inst.category_id]
             pred = fallback(inst, cat).astype(np.float64)                        # image pixels
@@ -74,7 +74,6 @@ def main(argv=None) -> int:
     from capellm.demo import demo_config
     from capellm.evaluate import category_labels
     from capellm.metrics import PCKAccumulator
-    from capellm.model.projector import Projector
     from capellm.model.vision import VisionEncoder, build_vision_backbone
     from capellm.pretrain import keypoint_classes, pretrain_encoder
 
@@ -91,13 +90,10 @@ def main(argv=None) -> int:
 
     torch.manual_seed(args.seed)
     vision = VisionEncoder(build_vision_backbone(cfg.model.vision))
-    projector = None
-    if cfg.train.encoder_pretrain_projector:    # the demo's projector, read through as the head
-        projector = Projector(vision.hidden_size, cfg.model.llm.random_config["hidden_size"])
     t0 = time.time()
     stats = pretrain_encoder(vision, train.instances, train_cats, cfg.model.crop, steps,
                              cfg.train.encoder_pretrain_batch_size, cfg.train.encoder_pretrain_lr, "names",
-                             seed=args.seed, projector=projector)
+                             seed=args.seed)
     print(f"encoder pre-training: {steps} steps, loss {stats['loss'][0]:.3f} -> {stats['loss'][1]:.3f}, "
           f"{time.time() - t0:.0f} s")
     names = {name_key(kp.name): c for cid, cls in keypoint_classes(train_cats, "names").items()
