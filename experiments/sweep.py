@@ -130,9 +130,11 @@ def _run_one(args, line: str) -> dict:
             f"gap {row['train_gap']:+.4f} | test {row['test_loss']:.4f} gap {row['test_gap']:+.4f}")
     model = CapeLLM.from_pretrained(ckpt.latest_checkpoint(cfg.train.out_dir))
     data, cats = splits["test"]
-    overall = evaluate(model, data, cats, cfg.eval)["overall"]
-    result = {"variant": line, "steps": done, "history": history,
-              **{k: round(100 * overall[k], 2) for k in ("PCK@0.1", "PCK@0.2", "mPCK")}}
+    scores = evaluate(model, data, cats, cfg.eval)
+    overall = scores["overall"]
+    result = {"variant": line, "steps": done, "seconds": round(time.time() - t0), "history": history,
+              **{k: round(100 * overall[k], 2) for k in ("PCK@0.1", "PCK@0.2", "mPCK")},
+              "PCK@0.2 per category": {c: round(100 * v["PCK@0.2"], 2) for c, v in scores["per_category"].items()}}
     if args.heldout:
         result["heldout"] = heldout_scores(model, cfg, args.heldout, *splits["train"])
         log(f"new instances of the training categories: {result['heldout']}")
