@@ -1,7 +1,7 @@
 """`capellm ablate`: the paper's instruction ablations on the synthetic benchmark.
 
-- `--study instruction` (Table 3): keypoint name only; name + description (the default);
-  name + description + the category's keypoint list.
+- `--study instruction` (Table 3): keypoint name only (the demo's instruction); name +
+  description (the paper's); name + description + the category's keypoint list.
 - `--study rounds` (Table 4): k = 1, 2, 4, 6, 8 keypoints per conversation.
 
 Each variant trains the `demo` preset from the same seed on the same split and is evaluated on the
@@ -25,9 +25,9 @@ from capellm.utils import atomic_write_json, atomic_write_text
 
 STUDIES = {
     "instruction": [
-        ("name only", {"description": False}),
-        ("name + description", {}),
-        ("name + description + keypoint list", {"keypoint_list": True}),
+        ("name only", {"description": False}),                  # the demo's instruction
+        ("name + description", {"description": True}),
+        ("name + description + keypoint list", {"description": True, "keypoint_list": True}),
     ],
     "rounds": [(f"k = {k}", {"k": k}) for k in (1, 2, 4, 6, 8)],
 }
@@ -98,6 +98,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if not synth.is_complete(args.data):
         synth.generate(args.data, seed=0)
+    elif synth.stale_note(args.data):
+        print(synth.stale_note(args.data))
     out = Path(args.out)
     store = out / "ablations.json"
     done = json.loads(store.read_text()) if store.exists() else {}

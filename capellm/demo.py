@@ -75,6 +75,9 @@ def main(argv=None) -> int:
         synth.generate(args.data, seed=0)
     else:
         print(f"[1/4] benchmark found in {args.data}")
+        note = synth.stale_note(args.data)
+        if note:
+            print("      " + note)
     times["generate"] = time.time() - t
 
     cfg = demo_config(args)

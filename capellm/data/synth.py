@@ -103,7 +103,7 @@ def category_definition(name: str) -> Category:
 @dataclass(frozen=True)
 class SynthConfig:
     seed: int = field(default=0, metadata={"help": "random seed; the same seed gives identical files"})
-    images_per_category: int = field(default=60, metadata={"help": "images (one instance each) per category"})
+    images_per_category: int = field(default=200, metadata={"help": "images (one instance each) per category"})
     image_size: int = field(default=128, metadata={"help": "square image side in pixels"})
     categories: tuple[str, ...] | None = field(
         default=None, metadata={"help": "comma-separated category names (default: all)"})
@@ -599,6 +599,21 @@ def generate(out_dir, seed: int = 0, images_per_category: int | None = None, ima
 
 def is_complete(out_dir) -> bool:
     return (Path(out_dir) / ".complete").exists()
+
+
+def stale_note(out_dir) -> str | None:
+    """For a complete benchmark generated with other settings than the default one: a line saying
+    which, and how to regenerate (the demo's documented numbers are on the default); else None."""
+    try:
+        stored = json.loads((Path(out_dir) / ".complete").read_text())["config"]
+    except (OSError, ValueError, KeyError):
+        return None
+    default = SynthConfig().to_dict()
+    diff = [f"{k} {stored.get(k)} (default {v})" for k, v in default.items() if stored.get(k) != v]
+    if not diff:
+        return None
+    return (f"note: {out_dir} was generated with {', '.join(diff)}; the documented numbers are on the default "
+            f"benchmark: `capellm data synth --out {out_dir} --force` regenerates it")
 
 
 # --------------------------------------------------------------------------------------------
