@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One H100 lease for issue 3 (docs/demo_reading.md, section 7): generate data/synth200, then train
-# the variants of experiments/issue3_device.txt side by side (8 processes, one CPU thread each) and
-# copy their results into $OUT as they land. Run from the repository root:
+# the variants of experiments/issue3_device.txt side by side (12 processes under MPS, else the first
+# 8; one CPU thread each) and copy their results into $OUT as they land. Run from the repository root:
 #     bash experiments/device_issue3.sh            (OUT defaults to runs/device)
 set -u
 OUT=${OUT:-runs/device}

@@ -112,8 +112,9 @@ def test_ablate_scales_steps_by_k_and_trains_identical_variants_once(tiny_synth,
     monkeypatch.setattr(ablate, "run_variant", fake_run)
     out = tmp_path / "abl"
     assert ablate.main(["--data", str(tiny_synth), "--out", str(out), "--steps", "8"]) == 0
-    # k = 4 is the default instruction: already trained as "name + description"
+    # k = 4 is the demo's instruction: already trained as "name only"
     assert [k for k, _, _ in trained] == [4, 4, 4, 1, 2, 6, 8]      # 3 instruction variants, then k
+    assert [d for _, d, _ in trained] == [False, True, True, False, False, False, False]
     assert {k: steps for k, _, steps in trained} == {4: 8, 1: 32, 2: 16, 6: 5, 8: 4}
     done = json.loads((out / "ablations.json").read_text())
     assert done["rounds/k = 4"]["steps"] == 8 and done["rounds/k = 4"]["mPCK"] == 0.2

@@ -231,6 +231,20 @@ def test_complete_marker(tmp_path):
     assert not s4["reused"] and len(list((out / "images/hand").glob("*.png"))) == 3
 
 
+def test_stale_note_names_the_settings_that_differ_from_the_default(tmp_path):
+    from capellm.data.synth import stale_note
+
+    out = tmp_path / "s"
+    assert stale_note(out) is None                              # nothing generated: nothing to say
+    generate(out, tiny=True, images_per_category=2)
+    note = stale_note(out)
+    assert "images_per_category 2 (default 200)" in note and "--force" in note
+    marker = json.loads((out / ".complete").read_text())
+    marker["config"] = SynthConfig().to_dict()                  # as if made with the defaults
+    (out / ".complete").write_text(json.dumps(marker))
+    assert stale_note(out) is None
+
+
 def test_cli(tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["--out", str(out), "--tiny", "--images-per-category", "2", "--seed", "3"]) == 0
