@@ -2,10 +2,11 @@
 
 1. Generate the synthetic benchmark (capellm.data.synth) unless it is already complete.
 2. Train the `demo` preset on split N's TRAIN categories: the paper's code path (ViT encoder ->
-   linear projector -> decoder-only LM, multi-round instructions with descriptions, answer-only
-   loss, text coordinates) at a size a 2-core CPU trains in minutes. No pretrained DINOv2 installs
-   offline, so the small encoder is first pre-trained alone on the same categories
-   (capellm.pretrain) and then frozen; projector and LM are trained in full.
+   linear projector -> decoder-only LM, multi-round instructions, answer-only loss, text
+   coordinates) at a size a 2-core CPU trains in minutes. No pretrained DINOv2 installs offline,
+   so the small encoder is first pre-trained alone on the same categories (capellm.pretrain) and
+   then frozen; projector and LM are trained in full. The LM starts from scratch, so the question
+   names the keypoint without its description (docs/demo_reading.md, section 7).
 3. Evaluate PCK on split N's TEST categories (unseen), with the same evaluator scoring two
    baselines that see no pixels: the box centre, and the mean position of each keypoint name over
    the training categories.
