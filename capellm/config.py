@@ -241,9 +241,10 @@ def preset(name: str) -> RunConfig:
         # is pre-trained first (the stand-in for DINOv2's pre-training) and frozen; the question
         # names the keypoint only (Table 3's first row): neither the category's name (a new
         # category's name is a word the LLM never saw with these keypoints) nor the description,
-        # which makes a step about twice as long and did not pay within 10 minutes (with it, 34.6-43.3
-        # PCK@0.2 over 4 seeds at equal CPU time; without, 46.5-49.6; docs/demo_reading.md,
-        # section 7); answers have 2 decimals (1/100 of the crop is finer than a 64 px crop's pixel)
+        # which makes a step about twice as long and did not pay within 10 minutes (with it,
+        # 34.6-43.3 PCK@0.2 over 4 seeds at equal CPU time; without, 46.5-49.6;
+        # docs/demo_reading.md, section 7); answers have 2 decimals (1/100 of the crop is finer
+        # than a 64 px crop's pixel)
         cfg = RunConfig()
         cfg.model.vision = VisionConfig(name_or_path="random", random_config=dict(DEMO_VISION), mode="frozen")
         cfg.model.llm = LLMConfig(name_or_path="random", random_config=dict(DEMO_LLM), tokenizer="bpe:1000",

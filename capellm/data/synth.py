@@ -609,7 +609,8 @@ def stale_note(out_dir) -> str | None:
     except (OSError, ValueError, KeyError):
         return None
     default = SynthConfig().to_dict()
-    diff = [f"{k} {stored.get(k)} (default {v})" for k, v in default.items() if stored.get(k) != v]
+    show = lambda v: f"{len(v)} names" if isinstance(v, list) else v  # noqa: E731 (category lists)
+    diff = [f"{k} {show(stored.get(k))} (default {show(v)})" for k, v in default.items() if stored.get(k) != v]
     if not diff:
         return None
     return (f"note: {out_dir} was generated with {', '.join(diff)}; the documented numbers are on the default "
