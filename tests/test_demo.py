@@ -87,7 +87,7 @@ def test_ablate_instruction_study_resumes(tiny_synth, tmp_path):
     assert main(args) == 0
     done = json.loads((out / "ablations.json").read_text())
     assert set(done) == {"instruction/name only", "instruction/name + description",
-                         "instruction/name + description + keypoint list"}
+                         "instruction/name + keypoint list"}
     assert done["instruction/name only"]["overrides"] == {"description": False}
     assert done["instruction/name only"]["instruction"]["description"] is False
     assert {r["steps"] for r in done.values()} == {2}
@@ -114,7 +114,7 @@ def test_ablate_scales_steps_by_k_and_trains_identical_variants_once(tiny_synth,
     assert ablate.main(["--data", str(tiny_synth), "--out", str(out), "--steps", "8"]) == 0
     # k = 4 is the demo's instruction: already trained as "name only"
     assert [k for k, _, _ in trained] == [4, 4, 4, 1, 2, 6, 8]      # 3 instruction variants, then k
-    assert [d for _, d, _ in trained] == [False, True, True, False, False, False, False]
+    assert [d for _, d, _ in trained] == [False, True, False, False, False, False, False]
     assert {k: steps for k, _, steps in trained} == {4: 8, 1: 32, 2: 16, 6: 5, 8: 4}
     done = json.loads((out / "ablations.json").read_text())
     assert done["rounds/k = 4"]["steps"] == 8 and done["rounds/k = 4"]["mPCK"] == 0.2
