@@ -99,8 +99,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if not synth.is_complete(args.data):
         synth.generate(args.data, seed=0)
-    elif synth.stale_note(args.data):
-        print(synth.stale_note(args.data))
+    elif note := synth.stale_note(args.data):
+        print(note)
     out = Path(args.out)
     store = out / "ablations.json"
     done = json.loads(store.read_text()) if store.exists() else {}

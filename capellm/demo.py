@@ -76,8 +76,7 @@ def main(argv=None) -> int:
         synth.generate(args.data, seed=0)
     else:
         print(f"[1/4] benchmark found in {args.data}")
-        note = synth.stale_note(args.data)
-        if note:
+        if note := synth.stale_note(args.data):
             print("      " + note)
     times["generate"] = time.time() - t
 

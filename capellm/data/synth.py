@@ -537,10 +537,7 @@ def generate(out_dir, seed: int = 0, images_per_category: int | None = None, ima
     marker = out / ".complete"
     t0 = time.perf_counter()
     if marker.exists() and not force:
-        try:
-            stored = json.loads(marker.read_text())
-        except (OSError, ValueError):
-            stored = {}
+        stored = _read_marker(out)
         if stored.get("config") == cfg.to_dict():
             return {**stored["summary"], "out_dir": str(out), "reused": True, "seconds": 0.0}
     # incomplete, stale or forced: start from scratch (only what this module writes)
@@ -601,12 +598,19 @@ def is_complete(out_dir) -> bool:
     return (Path(out_dir) / ".complete").exists()
 
 
+def _read_marker(out_dir) -> dict:
+    """What `.complete` records (config, summary); {} when it is missing or unreadable."""
+    try:
+        return json.loads((Path(out_dir) / ".complete").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def stale_note(out_dir) -> str | None:
     """For a complete benchmark generated with other settings than the default one: a line saying
     which, and how to regenerate (the demo's documented numbers are on the default); else None."""
-    try:
-        stored = json.loads((Path(out_dir) / ".complete").read_text())["config"]
-    except (OSError, ValueError, KeyError):
+    stored = _read_marker(out_dir).get("config")
+    if stored is None:
         return None
     default = SynthConfig().to_dict()
     show = lambda v: f"{len(v)} names" if isinstance(v, list) else v  # noqa: E731 (category lists)
