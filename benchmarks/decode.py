@@ -11,7 +11,7 @@ capellm's engine, side by side in one process on the same model and the same inp
                `generate` answers the K prompts of the instance as ONE left-padded batch
                ([pad][image][prompt] as inputs_embeds), generating the answer template's length
                (14 tokens with SmolLM2: "[0.123,0.456]" and the end marker).
-(c) engine     `CapeLLM.predict_crops` (capellm.decoding): image + shared prompt prefix prefilled
+(c) engine     `CapeLLM.predict_crops` (capellm.inference): image + shared prompt prefix prefilled
                once per instance, coordinate grammar, fixed tokens fed without decoding steps. Run
                at one instance per call (the same granularity as (b)) and at all instances in one
                call; single-keypoint prompts (as (a) and (b)) and multi-round (k per conversation).
@@ -91,7 +91,7 @@ def build_model(gpu: bool) -> CapeLLM:
 def make_crops(model: CapeLLM, category: Category, n: int, seed: int = 0):
     from PIL import Image
 
-    from capellm.data.transforms import crop_instance
+    from capellm.data.crops import crop_instance
 
     rng = np.random.default_rng(seed)
     k = category.num_keypoints
@@ -219,7 +219,7 @@ def engine_breakdown(model: CapeLLM, crops, category: Category, batch: int) -> d
     the prefill of each query's own suffix, the decoding steps (decoder body), the output head,
     and the rest (projector, cache copies, grammar, prompts, Python). Decoder calls are told
     apart by their shape."""
-    from capellm.model.language_model import decoder_body
+    from capellm.inference.decoder import decoder_body
 
     dev = model.device
     spent = {"encoder": 0.0, "prefill image + prefix": 0.0, "prefill own suffix": 0.0, "decoding steps": 0.0,
@@ -358,14 +358,14 @@ def main(argv=None) -> int:
 
     # Methods that work instance by instance are timed interleaved, instance after instance, so
     # that a change in machine load (a shared CPU) hits them alike.
-    import capellm.decoding as decoding
+    import capellm.inference.attention as attention
 
     def engine_hf_attention(crops_):
-        decoding.USE_GQA_KERNEL = False
+        attention.USE_GQA_KERNEL = False
         try:
             return engine(model, crops_, category, 1)
         finally:
-            decoding.USE_GQA_KERNEL = True
+            attention.USE_GQA_KERNEL = True
 
     per_instance = [("(a) reference", lambda c: reference(model, c, category), n_ref)] * ("reference" not in skip)
     per_instance += [("(b) hf-batch", lambda c: hf_batch(model, c, category), n)] * ("hf-batch" not in skip)

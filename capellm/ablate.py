@@ -17,7 +17,6 @@ are skipped when the command is run again, so an interrupted study continues.
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -34,34 +33,20 @@ STUDIES = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Instruction ablations (paper Tables 3 and 4) on the synthetic benchmark.")
-    p.add_argument("--study", choices=(*STUDIES, "all"), default="all")
-    p.add_argument("--data", default="data/synth")
-    p.add_argument("--out", default="runs/ablations")
-    p.add_argument("--split", type=int, default=1, choices=range(1, 6))
-    p.add_argument("--steps", type=int, default=None, help="optimiser steps per variant (default: the demo's)")
-    p.add_argument("--pretrain-steps", type=int, default=None,
-                   help="encoder pre-training steps per variant (default: the demo's)")
-    p.add_argument("--seed", type=int, default=0)
-    return p
-
-
-def variant_config(args, name: str, instruction: dict):
+def variant_config(data: str, out: str, split: int, steps: int | None, pretrain_steps: int | None, seed: int,
+                   name: str, instruction: dict):
     """The demo configuration of one variant: its instruction, and steps scaled by k_demo / k."""
     from dataclasses import replace
 
     from capellm.demo import demo_config
 
     slug = name.replace(" ", "").replace("+", "_").replace("=", "")
-    ns = argparse.Namespace(data=args.data, out=str(Path(args.out) / slug), split=args.split, preset="demo",
-                            steps=args.steps, seed=args.seed)
-    cfg = demo_config(ns)
+    cfg = demo_config(data, str(Path(out) / slug), split, "demo", steps, seed)
     k_demo = cfg.model.instruction.k
     cfg.model.instruction = replace(cfg.model.instruction, **instruction)
     cfg.train.max_steps = max(1, round(cfg.train.max_steps * k_demo / cfg.model.instruction.k))
-    if args.pretrain_steps is not None:
-        cfg.train.encoder_pretrain_steps = args.pretrain_steps
+    if pretrain_steps is not None:
+        cfg.train.encoder_pretrain.steps = pretrain_steps
     return cfg
 
 
@@ -93,38 +78,34 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    from capellm.data import synth
+def run_studies(studies: list[str], data: str = "data/synth", out: str = "runs/ablations", split: int = 1,
+                steps: int | None = None, pretrain_steps: int | None = None, seed: int = 0, say=print) -> str:
+    """Train and score every variant of `studies` not yet in `<out>/ablations.json`; returns the
+    markdown tables (also written to `<out>/ablations.md`)."""
+    from capellm import synth
 
-    args = _parser().parse_args(argv)
-    if not synth.is_complete(args.data):
-        synth.generate(args.data, seed=0)
-    elif note := synth.stale_note(args.data):
-        print(note)
-    out = Path(args.out)
-    store = out / "ablations.json"
+    if not synth.is_complete(data):
+        synth.generate(data, seed=0)
+    elif note := synth.stale_note(data):
+        say(note)
+    store = Path(out) / "ablations.json"
     done = json.loads(store.read_text()) if store.exists() else {}
-    studies = list(STUDIES) if args.study == "all" else [args.study]
     for study in studies:
         for name, instruction in STUDIES[study]:
             key = f"{study}/{name}"
             if key in done:
                 continue
-            cfg = variant_config(args, name, instruction)
+            cfg = variant_config(data, out, split, steps, pretrain_steps, seed, name, instruction)
             same = {"instruction": asdict(cfg.model.instruction), "steps": cfg.train.max_steps}
             twin = next((r for r in done.values() if {k: r.get(k) for k in same} == same), None)
-            print(f"== {study}: {name}" + (f" (same run as '{twin['variant']}')" if twin else ""))
+            say(f"== {study}: {name}" + (f" (same run as '{twin['variant']}')" if twin else ""))
             result = {k: v for k, v in twin.items() if k not in ("variant", "overrides")} if twin else run_variant(cfg)
             done[key] = {"variant": name, "overrides": instruction, **same, **result}
             atomic_write_json(store, done)
     md = []
     for study in studies:
         rows = [done[f"{study}/{n}"] for n, _ in STUDIES[study]]
-        md += [f"### {study} (split {args.split}, unseen test categories, %)", "", table(rows), ""]
-    atomic_write_text(out / "ablations.md", "\n".join(md))
-    print("\n".join(md))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        md += [f"### {study} (split {split}, unseen test categories, %)", "", table(rows), ""]
+    text = "\n".join(md)
+    atomic_write_text(Path(out) / "ablations.md", text)
+    return text

@@ -7,7 +7,7 @@ Upload an image, pick a shipped MP-100 category or type your own keypoints (one
 image and a table of their coordinates in the image's pixels.
 
 Design choices:
-- The page is a thin shell over the same functions as `capellm predict` (`predict_image`,
+- The page is a thin shell over the same functions as `capellm predict` (`CapeLLM.predict`,
   `draw_result`): same EXIF handling, large-image reading, box clipping and coordinates.
   `run` holds all the logic and is a plain function, so tests check it without a browser.
 - Gradio hands over the uploaded FILE (type="filepath", image_mode=None), not decoded pixels, so
@@ -15,20 +15,19 @@ Design choices:
 - Served on 127.0.0.1 only: the page runs a model on uploaded files and has no authentication.
 - Offline: analytics off and system fonts in the theme, so neither the server nor the browser
   reaches the internet.
-- Gradio is an optional dependency (`pip install capellm[app]`); nothing else imports this module.
+- Gradio is an optional dependency (`pip install capellm[app]`); only `capellm app` imports this module.
 """
 
 from __future__ import annotations
 
-import argparse
 import inspect
-import sys
 import threading
 import time
 
 from capellm.data.categories import Category, CategoryError, mp100_categories
-from capellm.data.transforms import ImageError
-from capellm.predict import BoxError, ImageSource, draw_result, parse_box, predict_image
+from capellm.data.crops import BoxError, parse_box
+from capellm.data.images import ImageError, ImageSource
+from capellm.predict import draw_result
 
 HOST = "127.0.0.1"
 TABLE_HEADERS = ["keypoint", "x", "y", "confidence", "note"]
@@ -79,9 +78,10 @@ def run(model, image_path, category_label, keypoint_text, box_text, categories: 
         source = ImageSource.open(image_path)
         t0 = time.perf_counter()
         with lock or threading.Lock():
-            pred, used_box = predict_image(model, source, category, box)
+            pred = model.predict(source, category, box)
         seconds = time.perf_counter() - t0
-        picture = draw_result(source, category, pred, used_box)
+        picture = draw_result(source, category, pred)
+        used_box = pred.box
     except (CategoryError, BoxError, ImageError) as e:
         return None, [], f"**Error:** {e}"
     rows = []
@@ -135,26 +135,3 @@ def launch(demo, port: int = 7860, block: bool = True):
     """Serve on 127.0.0.1 only; returns Gradio's (app, local_url, share_url)."""
     return demo.launch(server_name=HOST, server_port=port, share=False, prevent_thread_lock=not block,
                        quiet=not block, **_theme_kwargs(__import__("gradio"), demo.launch))
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="capellm app", description="A local web page to try a checkpoint (Gradio).")
-    p.add_argument("--checkpoint", required=True, help="model folder (train.out_dir/model)")
-    p.add_argument("--port", type=int, default=7860, help="port on 127.0.0.1 (default 7860)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    args = p.parse_args(argv)
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        print("capellm app: error: needs Gradio: pip install 'capellm[app]' (or pip install 'gradio>=4')",
-              file=sys.stderr)
-        return 2
-    import torch
-
-    from capellm.model.capellm import CapeLLM
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = CapeLLM.from_pretrained(args.checkpoint, device=device)
-    print(f"capellm app: {model.describe()}\nopen http://{HOST}:{args.port} in a browser (Ctrl-C stops)")
-    launch(build_app(model), args.port, block=True)
-    return 0

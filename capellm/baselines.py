@@ -17,7 +17,9 @@ import numpy as np
 
 from capellm.data.categories import Category, name_key
 from capellm.data.coco import Instance, KeypointDataset
-from capellm.data.transforms import CropConfig, apply_affine, crop_to_unit, invert_affine
+from capellm.config import CropConfig
+from capellm.data.crops import crop_to_unit
+from capellm.data.images import apply_affine, invert_affine
 from capellm.metrics import PCKAccumulator
 
 

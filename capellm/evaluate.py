@@ -19,7 +19,8 @@ from tqdm import tqdm
 from capellm.config import EvalConfig
 from capellm.data.categories import Category
 from capellm.data.coco import Instance, KeypointDataset
-from capellm.data.transforms import crop_instance, load_image
+from capellm.data.crops import crop_instance
+from capellm.data.images import load_image
 from capellm.metrics import PCKAccumulator, format_table
 from capellm.model.capellm import CapeLLM, Prediction
 from capellm.utils import atomic_write_json

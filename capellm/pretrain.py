@@ -4,8 +4,8 @@ CapeLLM starts from a pretrained DINOv2 (Sec. 3.1), whose patch features already
 apart, so the LLM only has to learn which part a keypoint's name and description point to. No
 pretrained DINOv2 installs offline, and a random encoder trained jointly with a random LLM does not
 learn to look: the LLM fits a position prior per keypoint name first and then ignores the pixels
-(docs/demo_reading.md: 12 variants, up to 3,800 steps, image-reliance gap zero). So with
-`train.encoder_pretrain_steps > 0` the training first trains the encoder alone on the training
+(docs/demo.md: 12 variants, up to 3,800 steps, image-reliance gap zero). So with
+`train.encoder_pretrain.steps > 0` the training first trains the encoder alone on the training
 split, then the CapeLLM training proper starts from it (in the demo with the encoder frozen).
 
 The task, per patch token of the crop: a linear head gives every class a logit (is this keypoint in
@@ -20,7 +20,7 @@ the squared offset error at the right patch, averaged over the labelled keypoint
 - Every encoder parameter is trained, whatever `model.vision.mode` says; the mode applies to the
   CapeLLM training that follows, and the trainability flags are restored. The head is dropped.
 
-Measured on split 1 of the synthetic benchmark (`experiments/encoder_probe.py`): the demo encoder
+Measured on split 1 of the synthetic benchmark (`research/encoder_probe.py`): the demo encoder
 after 600 steps, read by this head alone (best patch + offset), scores PCK@0.2 57.30 on the unseen
 categories, against 42.84 for the per-name mean position.
 """
@@ -38,12 +38,12 @@ from torch import nn
 
 from capellm.data.categories import Category, name_key
 from capellm.data.coco import Instance
-from capellm.data.transforms import CropConfig, crop_instance, load_image
+from capellm.config import PRETRAIN_TARGETS as TARGETS
+from capellm.config import CropConfig
+from capellm.data.crops import crop_instance
+from capellm.data.images import load_image
 
 log = logging.getLogger("capellm.pretrain")
-
-TARGETS = ("names", "keypoints")
-
 
 def keypoint_classes(categories: dict[int, Category], target: str = "names") -> dict[int, list[int]]:
     """Category id -> the class of each of its keypoints. "names": one class per distinct keypoint
@@ -102,7 +102,7 @@ def pretrain_encoder(vision: nn.Module, instances: list[Instance], categories: d
                      target: str = "names", seed: int = 0, device=None) -> dict:
     """Train `vision` (a `capellm.model.vision.VisionEncoder`) in place, as the module docstring
     says. Returns {"loss": (first, mean of the last 20), "seconds": ..., "head": the trained head,
-    [D] -> [3 * classes], for probes (`experiments/encoder_probe.py`)}."""
+    [D] -> [3 * classes], for probes (`research/encoder_probe.py`)}."""
     if steps < 1:
         raise ValueError(f"encoder pre-training needs steps >= 1, got {steps}")
     if not instances:
@@ -115,7 +115,7 @@ def pretrain_encoder(vision: nn.Module, instances: list[Instance], categories: d
     head = nn.Linear(vision.hidden_size, 3 * n_classes).to(device)      # per class: logit, dx, dy
     for p in vision.parameters():
         p.requires_grad_(True)
-    # a constant learning rate, as in the sweeps of docs/demo_reading.md (with warm-up and cosine
+    # a constant learning rate, as in the sweeps of research/demo_reading.md (with warm-up and cosine
     # decay the probe below scored 55.2 instead of 57.3)
     opt = torch.optim.AdamW([*vision.parameters(), *head.parameters()], lr=lr)
     side = crop.input_size // vision.patch_size

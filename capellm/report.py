@@ -18,10 +18,8 @@ Design choices:
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 from pathlib import Path
 
 # published PCK@0.2 means over the 5 splits (MP-100 README; CapeLLM paper Table 2)
@@ -101,28 +99,3 @@ def markdown(table: dict[str, dict[int, dict]], name: str = "CapeLLM (ours)", pa
         out += [f"| {m} | {s} | {v:.2f} |" for m, s, v in PAPER_MEANS]
         out.append("")
     return "\n".join(out)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="capellm report",
-                                description="Average the five MP-100 splits' metrics files into the paper's Table 2.")
-    p.add_argument("--metrics", nargs="+", required=True, help="metrics JSON files written by `capellm eval`")
-    p.add_argument("--out", default="", help="also write the markdown here")
-    p.add_argument("--name", default="CapeLLM (ours)", help="method name in the rows")
-    p.add_argument("--paper", action="store_true", help="append the published means for comparison")
-    args = p.parse_args(argv)
-    try:
-        text = markdown(collect(args.metrics), args.name, args.paper)
-    except ReportError as e:
-        print(f"capellm report: error: {e}", file=sys.stderr)
-        return 2
-    print(text)
-    if args.out:
-        from capellm.utils import atomic_write_text
-
-        atomic_write_text(args.out, text)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

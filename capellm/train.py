@@ -160,13 +160,13 @@ def train(cfg: RunConfig, resume: bool = False, stop_after_steps: int | None = N
     state = LoopState()
     last = ckpt.latest_checkpoint(out) if resume else None
     t = cfg.train
-    if last is None and t.encoder_pretrain_steps > 0:
+    pre = t.encoder_pretrain
+    if last is None and pre.steps > 0:
         # every process runs the same seeded pre-training; DDP then broadcasts rank 0's weights
-        stats = pretrain_encoder(model.vision, ds.instances, ds.categories, cfg.model.crop, t.encoder_pretrain_steps,
-                                 t.encoder_pretrain_batch_size, t.encoder_pretrain_lr, t.encoder_pretrain_target,
-                                 seed=t.seed, device=accelerator.device)
+        stats = pretrain_encoder(model.vision, ds.instances, ds.categories, cfg.model.crop, pre.steps,
+                                 pre.batch_size, pre.lr, pre.target, seed=t.seed, device=accelerator.device)
         if accelerator.is_main_process:
-            _log_line(cfg, {"encoder_pretrain_steps": t.encoder_pretrain_steps, "loss": stats["loss"][1],
+            _log_line(cfg, {"encoder_pretrain_steps": pre.steps, "loss": stats["loss"][1],
                             "seconds": stats["seconds"]})
     if last is not None:
         state = load_checkpoint(last, accelerator, model, opt, sched)

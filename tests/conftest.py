@@ -62,6 +62,16 @@ def make_tiny_dataset(root: Path, n_images: int = 6, size: int = 64, seed: int =
 
 
 @pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory):
+    """The tiny preset of the synthetic benchmark (7 categories, 8 images of 64 px each)."""
+    from capellm.synth import generate
+
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, seed=0, tiny=True)
+    return root
+
+
+@pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     return make_tiny_dataset(tmp_path_factory.mktemp("tiny_data"))
 

@@ -12,9 +12,21 @@ from pathlib import Path
 import pytest
 import yaml
 
-from capellm.config import (PRESETS, ConfigError, RunConfig, add_arguments, apply_arguments, from_dict,
-                            load_yaml_config, merge, parse_overrides, portable_path, preset, resolve_model_path,
-                            to_dict)
+from capellm.config import (
+    PRESETS,
+    ConfigError,
+    RunConfig,
+    add_arguments,
+    apply_arguments,
+    from_dict,
+    load_yaml_config,
+    merge,
+    parse_overrides,
+    portable_path,
+    preset,
+    resolve_model_path,
+    to_dict,
+)
 
 
 def nested(dotted: str, value) -> dict:

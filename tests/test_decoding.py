@@ -1,4 +1,4 @@
-"""The decoding engine (capellm.decoding): parity with Hugging Face greedy `generate` on a trained
+"""The decoding engine (capellm.inference): parity with Hugging Face greedy `generate` on a trained
 model in both inference modes, batching and padding invariance, answers that always parse under
 the coordinate grammar, fixed tokens fed without decoding steps, and the grammar derived from
 different tokenizers (single digits, digit groups, not token-aligned)."""
@@ -8,17 +8,26 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 
+from capellm.config import InstructionConfig
 from capellm.data.categories import Category, Keypoint
 from capellm.data.coco import load_keypoint_dataset
+from capellm.data.crops import crop_instance
 from capellm.data.dataset import categories_for
-from capellm.data.instructions import (InstructionConfig, ParseError, SegmentTokenizer, format_coords,
-                                       parse_coords, render_conversation, round_segments)
-from capellm.data.transforms import crop_instance, load_image
-from capellm.decoding import CoordinateGrammar, _common_prefix
+from capellm.data.images import load_image
+from capellm.data.instructions import (
+    ParseError,
+    SegmentTokenizer,
+    format_coords,
+    parse_coords,
+    render_conversation,
+    round_segments,
+)
+from capellm.inference.decoder import decoder_body
+from capellm.inference.engine import _common_prefix
+from capellm.inference.grammar import CoordinateGrammar
 from capellm.model.capellm import CapeLLM
-from capellm.model.language_model import decoder_body
-from conftest import tiny_config
 
 CAT = Category("box", tuple(Keypoint(f"corner {i}", f"Corner {i} of the box.") for i in range(5)), id=1)
 # descriptions of very different lengths: prompts whose own suffixes the engine prefills in buckets
@@ -190,19 +199,20 @@ def test_fixed_tokens_are_fed_without_decoding_steps():
 def test_reserved_cache_equals_concatenating_cache(monkeypatch):
     """Appending into reserved room (and growing it when short) decodes exactly like transformers'
     concatenating DynamicCache."""
-    import capellm.decoding as decoding
+    import capellm.inference.engine as decoding
+    import capellm.inference.kv_cache as kv_cache
 
     model = untrained(2)
     crops = random_crops(model, 2, seed=3)
     cats = [CAT, VARIED]
     used = []
-    real = decoding._reserve
-    monkeypatch.setattr(decoding, "_reserve", lambda *a: used.append(real(*a)) or used[-1])
+    real = kv_cache.reserve
+    monkeypatch.setattr(kv_cache, "reserve", lambda *a: used.append(real(*a)) or used[-1])
     reserved = model.predict_crops(crops, cats, mode="multi")
     # no room: buckets fall back to one call, then the room grows at every step
     monkeypatch.setattr(decoding, "_columns_needed", lambda *a: 1)
     grown = model.predict_crops(crops, cats, mode="multi")
-    monkeypatch.setattr(decoding, "_reserve", lambda *a: False)
+    monkeypatch.setattr(kv_cache, "reserve", lambda *a: False)
     plain = model.predict_crops(crops, cats, mode="multi")
     assert used == [True, True]
     for a, b, c in zip(reserved, grown, plain):
@@ -214,7 +224,7 @@ def test_reserved_cache_equals_concatenating_cache(monkeypatch):
 def test_bucketed_prefill_equals_one_call(trained, monkeypatch):
     """Rows of very different prompt lengths prefilled in buckets of their own widths decode as
     in one call over the widest row (which the engine does on a single bucket)."""
-    import capellm.decoding as decoding
+    import capellm.inference.engine as decoding
 
     model, crops, _ = trained
     long_cat = VARIED

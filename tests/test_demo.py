@@ -3,26 +3,14 @@ pixel-free baselines against hand-computed values."""
 
 from __future__ import annotations
 
-import argparse
 import json
 
 import numpy as np
-import pytest
-import torch
 
 from capellm.baselines import MeanPositionBaseline, centre_prediction
+from capellm.config import CropConfig
 from capellm.data.categories import Category, Keypoint
 from capellm.data.coco import Instance
-from capellm.data.transforms import CropConfig
-
-
-@pytest.fixture(scope="module")
-def tiny_synth(tmp_path_factory):
-    from capellm.data.synth import generate
-
-    root = tmp_path_factory.mktemp("synth")
-    generate(root, seed=0, tiny=True)
-    return root
 
 
 def _inst(bbox, kps, vis, cid=1):
@@ -79,7 +67,7 @@ def test_demo_runs_end_to_end(tiny_synth, tmp_path, capsys):
 
 
 def test_ablate_instruction_study_resumes(tiny_synth, tmp_path):
-    from capellm.ablate import main
+    from capellm.cli.ablate import main
 
     out = tmp_path / "abl"
     args = ["--study", "instruction", "--data", str(tiny_synth), "--out", str(out), "--steps", "2",
@@ -101,6 +89,7 @@ def test_ablate_instruction_study_resumes(tiny_synth, tmp_path):
 
 def test_ablate_scales_steps_by_k_and_trains_identical_variants_once(tiny_synth, tmp_path, monkeypatch):
     from capellm import ablate
+    from capellm.cli.ablate import main
 
     trained = []
 
@@ -111,7 +100,7 @@ def test_ablate_scales_steps_by_k_and_trains_identical_variants_once(tiny_synth,
 
     monkeypatch.setattr(ablate, "run_variant", fake_run)
     out = tmp_path / "abl"
-    assert ablate.main(["--data", str(tiny_synth), "--out", str(out), "--steps", "8"]) == 0
+    assert main(["--data", str(tiny_synth), "--out", str(out), "--steps", "8"]) == 0
     # k = 4 is the demo's instruction: already trained as "name only"
     assert [k for k, _, _ in trained] == [4, 4, 4, 1, 2, 6, 8]      # 3 instruction variants, then k
     assert [d for _, d, _ in trained] == [False, True, False, False, False, False, False]
@@ -121,100 +110,3 @@ def test_ablate_scales_steps_by_k_and_trains_identical_variants_once(tiny_synth,
     assert done["rounds/k = 4"]["variant"] == "k = 4" and done["rounds/k = 4"]["overrides"] == {"k": 4}
     md = (out / "ablations.md").read_text()
     assert "| k = 1 | 32 |" in md and "| name only | 8 |" in md
-
-
-def _load_experiment(name: str):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).parents[1] / "experiments" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.mark.parametrize("encoder", ["oracle", "model"])
-def test_reading_probe_runs(encoder, capsys):
-    probe = _load_experiment("reading_probe")
-    assert probe.main(["--preset", "tiny", "--encoder", encoder, "--squares", "2", "--steps", "2", "--batch", "2",
-                       "--every", "1"]) == 0
-    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("step ")]
-    assert len(lines) == 2 and "own image" in lines[-1] and "another's" in lines[-1]
-
-
-def test_sweep_variant_lines():
-    sweep = _load_experiment("sweep")
-    name, overrides = sweep.parse_variant("v1 train.lr=1e-3 model.llm.random_config.num_hidden_layers=2 "
-                                          "train.encoder_pretrain_target=names model.vision.mode=frozen")
-    assert name == "v1"
-    assert overrides == {"train": {"lr": 1e-3, "encoder_pretrain_target": "names"},
-                         "model": {"llm": {"random_config": {"num_hidden_layers": 2}}, "vision": {"mode": "frozen"}}}
-    assert sweep.parse_variant("v0") == ("v0", {})
-    with pytest.raises(ValueError, match="'lr' is not key=value"):
-        sweep.parse_variant("v2 lr")
-
-
-def test_sweep_issue3_variants_build(tmp_path):
-    from pathlib import Path
-
-    sweep = _load_experiment("sweep")
-    args = argparse.Namespace(preset="demo", data=str(tmp_path), split=1, seed=0)
-    lines = sweep.read_variants(str(Path(__file__).parents[1] / "experiments" / "issue3_variants.txt"))
-    assert len(lines) >= 2
-    for line in lines:
-        _, overrides = sweep.parse_variant(line)
-        cfg = sweep.variant_config(args, overrides, str(tmp_path / "v"))   # a misspelt field fails here
-        assert cfg.model.llm.random_config["hidden_size"] in (128, 256)
-
-
-def test_sweep_random_config_override_keeps_the_other_fields(tmp_path):
-    sweep = _load_experiment("sweep")
-    args = argparse.Namespace(preset="demo", data=str(tmp_path), split=1, seed=0)
-    _, overrides = sweep.parse_variant("v model.llm.random_config.num_hidden_layers=2 train.lr=3e-3")
-    cfg = sweep.variant_config(args, overrides, str(tmp_path / "v"))
-    base = sweep.variant_config(args, {}, str(tmp_path / "v"))
-    assert cfg.model.llm.random_config == {**base.model.llm.random_config, "num_hidden_layers": 2}
-    assert cfg.train.lr == 3e-3 and base.train.lr != 3e-3
-    assert overrides["model"]["llm"]["random_config"] == {"num_hidden_layers": 2}   # the caller's is unchanged
-    assert cfg.train.out_dir == str(tmp_path / "v")
-
-
-def test_sweep_runs_resumes_and_pretrains(tiny_synth, tmp_path, capsys):
-    sweep = _load_experiment("sweep")
-    variants = tmp_path / "variants.txt"
-    variants.write_text("# two variants\nplain train.max_steps=2\n"
-                        "pre train.max_steps=1 train.encoder_pretrain_steps=2 model.vision.mode=frozen\n")
-    argv = [str(variants), "--data", str(tiny_synth), "--out", str(tmp_path / "out"), "--preset", "tiny",
-            "--every", "1", "--threads", "1", "--heldout", str(tmp_path / "heldout")]
-    threads = torch.get_num_threads()
-    assert sweep.main(argv) == 0
-    for name, steps in (("plain", 2), ("pre", 1)):
-        result = json.loads((tmp_path / "out" / name / "result.json").read_text())
-        assert result["steps"] == steps and [h["step"] for h in result["history"]] == list(range(1, steps + 1))
-        assert {"train_gap", "test_gap"} <= set(result["history"][0])
-        assert {"PCK@0.2", "baseline PCK@0.2", "gap"} <= set(result["heldout"])
-    log = [json.loads(x) for x in (tmp_path / "out" / "pre" / "train.log").read_text().splitlines()]
-    assert log[0]["encoder_pretrain_steps"] == 2
-    made = json.loads((tmp_path / "heldout" / ".complete").read_text())["config"]
-    used = json.loads((tiny_synth / ".complete").read_text())["config"]
-    assert made == {**used, "seed": used["seed"] + 1}       # same categories, new instances
-    out = capsys.readouterr().out
-    assert out.count("RESULT") == 2
-    assert torch.get_num_threads() == threads    # in-process runs leave the caller's threads alone
-    assert sweep.main(argv) == 0                 # finished variants are not run again
-    assert "RESULT" not in capsys.readouterr().out
-
-
-def test_encoder_probe_scores_every_unseen_category(tiny_synth, capsys):
-    import json
-
-    probe = _load_experiment("encoder_probe")
-    assert probe.main(["--data", str(tiny_synth), "--preset", "tiny", "--steps", "2",
-                       "--set", "train.encoder_pretrain_batch_size=4"]) == 0
-    rows = [[c.strip() for c in r.split("|")[1:-1]] for r in capsys.readouterr().out.splitlines()
-            if r.startswith("| ") and "---" not in r]
-    split = json.loads((tiny_synth / "annotations" / "synth_split1_test.json").read_text())
-    assert sorted(r[0] for r in rows[1:-2]) == sorted(c["name"] for c in split["categories"])
-    assert [r[0] for r in rows[-2:]] == ["overall PCK@0.2", "overall mPCK"]
-    assert all(0 <= float(x) <= 100 for r in rows[1:] for x in r[-2:])

@@ -59,3 +59,30 @@ def test_cli_reports_bad_input_clearly(tiny_data, tmp_path, capsys):
     assert str(bad) in err and "keypoints[1]" in err
     with pytest.raises(SystemExit):
         main(["train", "--preset", "tiny"])  # no data.train_file: argparse error
+
+
+def test_every_command_names_itself_in_its_help(capsys):
+    from capellm.cli import COMMANDS
+
+    for command in COMMANDS:
+        if command == "data":
+            assert main([command, "--help"]) == 0
+            assert "usage: capellm data synth" in capsys.readouterr().out
+            continue
+        with pytest.raises(SystemExit) as e:
+            main([command, "--help"])
+        assert e.value.code == 0
+        assert f"usage: capellm {command}" in capsys.readouterr().out
+
+
+def test_without_a_preset_train_and_config_mean_the_paper_not_a_toy(capsys):
+    """A forgotten --preset never trains the tiny test model: the default is the paper's configuration."""
+    import yaml
+
+    from capellm.config import preset, to_dict
+
+    assert main(["config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == to_dict(preset("paper-l"))
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "(default: paper-l)" in capsys.readouterr().out

@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 
 from capellm.data.coco import Instance, KeypointDataset, load_keypoint_dataset
-from capellm.data.episodes import EPISODES, QUERIES, Pair, build_pairs, pair_mask, pairs_digest
+from capellm.data.episodes import (
+    EPISODES,
+    QUERIES,
+    Pair,
+    build_pairs,
+    pair_mask,
+    pairs_digest,
+)
 from capellm.evaluate import evaluate_pairs, score_pairs
 
 MP100 = Path(__file__).resolve().parents[2] / "shared" / "mp100"
@@ -259,10 +266,11 @@ def test_evaluate_pairs_predicts_each_query_once(monkeypatch):
 
 
 def test_cli_eval_pairs_protocol(tmp_path, capsys):
+    from conftest import make_tiny_dataset
+
     from capellm.cli import main
     from capellm.config import preset
     from capellm.model.capellm import CapeLLM
-    from conftest import make_tiny_dataset
 
     data = make_tiny_dataset(tmp_path / "data", n_images=16, size=32)
     ckpt = tmp_path / "ckpt"

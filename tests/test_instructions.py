@@ -11,10 +11,20 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from capellm.config import InstructionConfig
 from capellm.data.categories import Category, Keypoint
-from capellm.data.instructions import (IGNORE_INDEX, InstructionConfig, ParseError, PromptFormat, Segment,
-                                       SegmentTokenizer, format_coords, parse_coords, plan_groups,
-                                       render_conversation, round_segments)
+from capellm.data.instructions import (
+    IGNORE_INDEX,
+    ParseError,
+    PromptFormat,
+    Segment,
+    SegmentTokenizer,
+    format_coords,
+    parse_coords,
+    plan_groups,
+    render_conversation,
+    round_segments,
+)
 
 HORSE = Category("horse_body", (
     Keypoint("left eye", "The left eye, above and behind the nose."),

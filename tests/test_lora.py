@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from transformers import Dinov2Config, Dinov2Model, LlamaConfig, LlamaForCausalLM
 
-from capellm.config import LLMConfig, VisionConfig, preset
-from capellm.model.lora import LoRAConfig, LoRALinear, apply_lora, lora_modules, set_merged
+from capellm.config import LLMConfig, LoRAConfig, VisionConfig, preset
+from capellm.model.lora import LoRALinear, apply_lora, lora_modules, set_merged
 
 N_LAYERS = 2
 

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from capellm.config import preset
+from capellm.config import InstructionConfig, preset
 from capellm.data.categories import Category, Keypoint
+from capellm.data.crops import crop_instance
 from capellm.data.dataset import collate
-from capellm.data.instructions import IGNORE_INDEX, InstructionConfig, render_conversation
-from capellm.data.transforms import crop_instance
+from capellm.data.instructions import IGNORE_INDEX, render_conversation
 from capellm.model.capellm import CapeLLM
 from capellm.model.lora import LoRALinear
 

@@ -13,7 +13,16 @@ from PIL import Image
 
 from capellm.cli import main
 from capellm.data.coco import load_keypoint_dataset
-from capellm.data.mp100 import MISSING, OK, UNREADABLE, WRONG_SIZE, check_image, check_mp100, filter_present, format_check
+from capellm.data.mp100 import (
+    MISSING,
+    OK,
+    UNREADABLE,
+    WRONG_SIZE,
+    check_image,
+    check_mp100,
+    filter_present,
+    format_check,
+)
 
 
 def _ann(i, image_id, cat, k, bbox=(2, 2, 20, 20)):

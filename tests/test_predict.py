@@ -1,7 +1,7 @@
 """`capellm predict`, `capellm category` and the pictures: real-world input, exact coordinates.
 
-Most checks use stand-in models that go through the real crop (`crop_instance`) and answer
-something whose true position is known (the brightest pixel, the crop centre), so coordinates
+Most checks use stand-in models that go through the real predict path (`CapeLLM.predict`: the
+region reader and the crop) and answer something whose true position is known (the brightest pixel, the crop centre), so coordinates
 can be checked exactly whatever a tiny trained model says. The CLI runs use a tiny checkpoint
 trained once per module.
 """
@@ -20,18 +20,12 @@ import pytest
 from PIL import Image, ImageDraw
 
 from capellm.cli import main
-from capellm.data.categories import Category, Keypoint, load_category
-from capellm.data.transforms import CropConfig, ImageError, crop_instance, load_image
-from capellm.model.capellm import Prediction
-from capellm.predict import (
-    BoxError,
-    ImageSource,
-    _transpose_matrix,
-    clip_box,
-    parse_box,
-    predict_image,
-    weak_descriptions,
-)
+from capellm.config import CropConfig
+from capellm.data.categories import Category, Keypoint, load_category, weak_descriptions
+from capellm.data.crops import BoxError, clip_box, crop_instance, parse_box
+from capellm.data.images import ImageError, ImageSource, load_image
+from capellm.data.images import transpose_matrix as _transpose_matrix
+from capellm.model.capellm import CapeLLM, Prediction
 from capellm.visualize import PALETTE, compare, draw_keypoints
 
 CAT = Category("thing", (Keypoint("a", "The first point."), Keypoint("b", "")), skeleton=((0, 1),))
@@ -47,18 +41,21 @@ def checkpoint(tiny_data, tmp_path_factory):
 
 
 class CropProbe:
-    """Stands in for CapeLLM: takes the same crop, "answers" a fixed normalised position per
-    keypoint, or the centre of the crop's bright pixels, and maps it back with the crop's own matrix."""
+    """Stands in for CapeLLM behind its real `predict` (the region reader and the crop): "answers"
+    a fixed normalised position per keypoint, or the centre of the crop's bright pixels, and maps
+    it back with the crop's own matrix."""
+
+    predict = CapeLLM.predict
 
     def __init__(self, answer=None, input_size=64, padding=1.0):
         self.cfg = SimpleNamespace(crop=CropConfig(input_size=input_size, padding=padding))
         self.answer = answer  # normalised (u, v), or None: brightest pixel
         self.calls = []
 
-    def predict(self, image, category, box=None, mode="single"):
+    def predict_crops(self, crops, categories, mode="single"):
+        (crop,), (category,) = crops, categories
         k = category.num_keypoints
-        crop = crop_instance(image, np.asarray(box, np.float64), np.zeros((k, 2)), np.zeros(k, bool), self.cfg.crop)
-        self.calls.append(SimpleNamespace(size=image.size, box=box, crop=crop))
+        self.calls.append(SimpleNamespace(size=crop.warped_from, crop=crop))
         s = self.cfg.crop.input_size
         if self.answer is None:  # centre of the bright pixels
             a = crop.pixel_values.sum(0).numpy().astype(np.float64)  # [S, S]
@@ -68,7 +65,12 @@ class CropProbe:
         else:
             uv = self.answer
         pts = crop.to_image(np.array([uv] * k))
-        return Prediction(category.keypoint_names, pts, np.ones(k), ["[u,v]"] * k, {})
+        return [Prediction(category.keypoint_names, pts, np.ones(k), ["[u,v]"] * k, {})]
+
+
+def predict_image(model, source, category, box=None):
+    pred = model.predict(source, category, box)
+    return pred, pred.box
 
 
 def _dot_image(size, centre, radius, mode="RGB"):
@@ -104,10 +106,10 @@ def test_exif_orientation_read_upright_and_box_in_displayed_frame(tmp_path, orie
     path = tmp_path / f"o{orientation}.png"
     _save_with_orientation(stored, path, orientation)
     src = ImageSource.open(path)
-    upright = load_image(path)  # transforms.load_image applies EXIF with ImageOps.exif_transpose
+    upright = load_image(path)  # images.load_image applies EXIF with ImageOps.exif_transpose
     assert src.size == upright.size
     img, m = src.read()
-    assert np.array_equal(np.asarray(img), np.asarray(upright)) and np.allclose(m, np.eye(3))
+    assert np.array_equal(np.asarray(img), np.asarray(upright)) and np.allclose(m, np.eye(3)[:2])
     # where the dot is as displayed; a box around it in DISPLAYED pixels finds it there
     ys, xs = np.nonzero(np.asarray(upright)[..., 0] > 128)
     dot = np.array([xs.mean(), ys.mean()])
@@ -261,6 +263,27 @@ def test_predict_single_image_json_and_picture(checkpoint, tiny_data, tmp_path, 
     capsys.readouterr()  # without --out the JSON goes to stdout
     assert main(["predict", "--checkpoint", str(checkpoint), "--image", str(img), "--category", str(cat)]) == 0
     assert json.loads(capsys.readouterr().out)["box"] == [0, 0, 64, 64]
+
+
+def test_python_api_and_cli_give_the_same_keypoints_on_a_large_photo(checkpoint, tiny_data, tmp_path):
+    """One predict path: `CapeLLM.predict` and `capellm predict` read the same region, downscale it
+    the same way (the box is far larger than the encoder input) and answer the same."""
+    rng = np.random.default_rng(3)
+    photo = Image.fromarray(rng.integers(0, 255, (1800, 2400, 3), dtype=np.uint8))
+    ImageDraw.Draw(photo).ellipse([900, 700, 1300, 1100], fill=(255, 255, 255))
+    path = tmp_path / "photo.jpg"
+    photo.save(path, quality=90)
+    cat_file = tiny_data["categories"] / "star.yaml"
+    box = [300.0, 200.0, 1500.0, 1200.0]
+    out = tmp_path / "cli.json"
+    assert main(["predict", "--checkpoint", str(checkpoint), "--image", str(path), "--category", str(cat_file),
+                 "--box", ",".join(map(str, box)), "--out", str(out)]) == 0
+    cli = json.loads(out.read_text())
+    model = CapeLLM.from_pretrained(checkpoint)
+    api = model.predict(path, load_category(cat_file), box=box)
+    assert api.box == box and cli["box"] == box
+    assert api.to_dict()["keypoints"] == cli["keypoints"]
+    assert api.answers == [k["answer"] for k in cli["keypoints"]]
 
 
 def test_predict_folder_skips_bad_files_and_finishes(checkpoint, tiny_data, tmp_path, capsys):

@@ -3,13 +3,15 @@ training run with it resumes exactly and keeps the pre-trained encoder in its ch
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
 import torch
 from conftest import tiny_config
 from test_train import assert_same_weights, weights
 
-from capellm.config import ConfigError, merge, preset
+from capellm.config import ConfigError, EncoderPretrainConfig, add_arguments, apply_arguments, merge, preset
 from capellm.data.categories import Category, Keypoint
 from capellm.data.coco import load_keypoint_dataset
 from capellm.data.dataset import categories_for
@@ -63,17 +65,28 @@ def test_pretraining_learns_and_restores_flags(tiny_data):
 
 def test_pretraining_needs_weights_the_checkpoint_keeps(tiny_data):
     cfg = preset("tiny")
-    with pytest.raises(ConfigError, match="encoder_pretrain_steps"):
+    with pytest.raises(ConfigError, match=r"encoder_pretrain\.steps"):
         merge(cfg, {"model": {"vision": {"name_or_path": "facebook/dinov2-small", "mode": "lora"}},
-                    "train": {"encoder_pretrain_steps": 10}})
-    with pytest.raises(ConfigError, match="encoder_pretrain_target"):
-        merge(cfg, {"train": {"encoder_pretrain_target": "words"}})
+                    "train": {"encoder_pretrain": {"steps": 10}}})
+    with pytest.raises(ConfigError, match=r"encoder_pretrain\.target"):
+        merge(cfg, {"train": {"encoder_pretrain": {"target": "words"}}})
+
+
+def test_pretraining_fields_keep_their_old_flat_names():
+    """Run folders, YAML files and flags written before the fields were nested still work."""
+    cfg = merge(preset("tiny"), {"train": {"encoder_pretrain_steps": 7, "encoder_pretrain_target": "keypoints"}})
+    assert (cfg.train.encoder_pretrain.steps, cfg.train.encoder_pretrain.target) == (7, "keypoints")
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    cfg = apply_arguments(preset("tiny"), p.parse_args(["--train.encoder_pretrain_lr", "0.01",
+                                                        "--train.encoder_pretrain.batch_size", "3"]))
+    assert (cfg.train.encoder_pretrain.lr, cfg.train.encoder_pretrain.batch_size) == (0.01, 3)
 
 
 def test_training_with_pretraining_resumes_exactly(tiny_data, tmp_path):
     def config(name):
-        cfg = tiny_config(tiny_data, tmp_path / name, max_steps=6, save_every=3, encoder_pretrain_steps=5,
-                          encoder_pretrain_batch_size=4)
+        cfg = tiny_config(tiny_data, tmp_path / name, max_steps=6, save_every=3,
+                          encoder_pretrain=EncoderPretrainConfig(steps=5, batch_size=4))
         cfg.model.vision.mode = "frozen"
         return cfg
 

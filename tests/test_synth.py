@@ -12,12 +12,21 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from capellm.cli.data import synth_main as main
 from capellm.data.categories import load_category
 from capellm.data.coco import load_keypoint_dataset
-from capellm.data.synth import (
-    CATEGORIES, TINY_CATEGORIES, SynthConfig, category_definition, category_names, family_of, generate,
-    main, make_splits, render_instance)
-from capellm.data.synth_families import inside
+from capellm.synth import (
+    CATEGORIES,
+    TINY_CATEGORIES,
+    SynthConfig,
+    category_definition,
+    category_names,
+    family_of,
+    generate,
+    make_splits,
+    render_instance,
+)
+from capellm.synth.geometry import inside
 
 ROLES = ("train", "val", "test")
 
@@ -232,7 +241,7 @@ def test_complete_marker(tmp_path):
 
 
 def test_stale_note_names_the_settings_that_differ_from_the_default(tmp_path):
-    from capellm.data.synth import stale_note
+    from capellm.synth import stale_note
 
     out = tmp_path / "s"
     assert stale_note(out) is None                              # nothing generated: nothing to say

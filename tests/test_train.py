@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_config
 from safetensors.torch import load_file
 
 from capellm import checkpoint as ckpt
 from capellm.train import lr_lambda, train
-from conftest import tiny_config
 
 
 def weights(folder: Path) -> dict:

@@ -10,18 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from capellm.data.transforms import (
-    CropConfig,
+from capellm.config import CropConfig
+from capellm.data.crops import (
     CropResult,
-    ImageError,
-    apply_affine,
     crop_instance,
     crop_matrix,
     image_to_tensor,
-    invert_affine,
-    load_image,
     warp_image,
 )
+from capellm.data.images import ImageError, apply_affine, invert_affine, load_image
 
 # ---------------------------------------------------------------------------------------------
 # crop_matrix geometry (pixel-centre convention: an S-pixel crop spans [-0.5, S - 0.5])
@@ -231,7 +228,7 @@ def test_crop_config_validation():
                       ({"scale_range": (1.2, 0.8)}, "scale_range"), ({"scale_range": 1.0}, "scale_range"),
                       ({"max_rotation": -1}, "max_rotation"), ({"rotation_prob": 1.5}, "rotation_prob"),
                       ({"max_shift": -0.1}, "max_shift")]:
-        with pytest.raises(ValueError, match=f"CropConfig.{field}"):
+        with pytest.raises(ValueError, match=f"crop.{field}"):
             CropConfig(**kw)
 
 

@@ -218,3 +218,56 @@ def resolve_category(name_or_file: str | Path) -> Category:
         ids = ", ".join(str(c.id) for c in hits)
         raise CategoryError(f"MP-100 has several categories named '{key}' (ids {ids}): give the id")
     raise CategoryError(f"'{name_or_file}' is neither a category file nor a shipped MP-100 category name or id")
+
+
+# ----------------------------------------------------------------------------------------------
+# a user's own category file: the template to fill in, and a check of its descriptions
+
+DESCRIPTION_RULES = """\
+# capellm category file. Fill in each keypoint's description, then run
+#   capellm category check THIS_FILE
+#   capellm predict --checkpoint DIR --image IMG --category THIS_FILE
+#
+# The model never sees an example picture of your object: the name and the description are all it
+# gets (CapeLLM, Sec. 3.2). A good description:
+#   1. Locates the point ON the object: which part, and where on that part
+#      (tip, base, centre, corner, where two parts join).
+#   2. Relates it to its neighbours, by their names: above / below / in front of / between ...
+#   3. Uses the object's OWN left and right (as the object would say them, like "the horse's
+#      own left eye"), never the picture's left and right.
+#   4. Avoids vague words (around, somewhere, roughly, about, near the middle, some part of):
+#      say exactly where.
+#   5. Is one or two sentences.
+# Example (horse, "left eye"): The horse's own left eye, on the left side of the head above and
+#   behind the nose and level with the right eye.
+# Empty descriptions are allowed (the model then gets the names only) but predictions are better
+# with them. Keypoint order matters: it is the order of the answers.
+# skeleton (optional, used for drawing only): pairs of 0-based keypoint indices, e.g. [[0, 1], [1, 2]].
+"""
+
+VAGUE_WORDS = ("around", "somewhere", "roughly", "approximately", "about", "some part", "sort of", "kind of",
+               "maybe", "etc", "near the middle")
+
+
+def category_template(name: str, keypoint_names: list[str], source: str = "<template>") -> str:
+    """The text of a new category file: the rules of a good description, then the keypoints with
+    empty descriptions. Names are validated by the loader's own rules (non-empty, unique)."""
+    cat = Category(name=name, keypoints=tuple(Keypoint(k) for k in keypoint_names), source=source)
+    body = yaml.safe_dump({"name": cat.name, "keypoints": [{"name": k.name, "description": ""} for k in cat.keypoints],
+                           "skeleton": []}, sort_keys=False, allow_unicode=True, width=100)
+    return DESCRIPTION_RULES + body
+
+
+def weak_descriptions(category) -> list[str]:
+    """Human-readable warnings about empty or vague descriptions."""
+    out = []
+    for i, kp in enumerate(category.keypoints):
+        d = kp.description.lower()
+        if not d:
+            out.append(f"keypoints[{i}] '{kp.name}': description is empty")
+            continue
+        words = set(d.replace(",", " ").replace(".", " ").replace(";", " ").split())
+        vague = [v for v in VAGUE_WORDS if (v in words if " " not in v else v in d)]
+        if vague:
+            out.append(f"keypoints[{i}] '{kp.name}': vague wording {vague}")
+    return out

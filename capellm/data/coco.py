@@ -26,7 +26,7 @@ Design choices:
   the category's `keypoints` name list is empty for MP-100 ids 18 and 40. When the name list
   is non-empty it must agree.
 - Coordinates are kept exactly as in the file (float32), in COCO's pixel-index convention
-  (integer = pixel centre; see `capellm.data.transforms`). No coordinate is modified here; crops
+  (integer = pixel centre; see `capellm.data.images`). No coordinate is modified here; crops
   and normalisation live in transforms.
 - Speed: plain Python over the parsed JSON, one small numpy array per annotation; a 1.5 MB file
   (2,000 annotations) loads in a few tens of milliseconds.

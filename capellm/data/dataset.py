@@ -20,9 +20,11 @@ import torch
 
 from capellm.data.categories import Category, CategoryError, load_categories, mp100_categories
 from capellm.data.coco import Instance, KeypointDataset
-from capellm.data.instructions import (IGNORE_INDEX, InstructionConfig, PromptFormat, SegmentTokenizer,
-                                       plan_groups, render_conversation)
-from capellm.data.transforms import CropConfig, apply_affine, crop_instance, crop_to_unit, load_image
+from capellm.data.instructions import (IGNORE_INDEX, PromptFormat, SegmentTokenizer, plan_groups,
+                                       render_conversation)
+from capellm.config import CropConfig, InstructionConfig
+from capellm.data.crops import crop_instance, crop_to_unit
+from capellm.data.images import apply_affine, load_image
 
 
 def categories_for(dataset: KeypointDataset, source: str) -> dict[int, Category]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from capellm.config import InstructionConfig
 from capellm.data.categories import Category
 
 IGNORE_INDEX = -100  # label of every token that carries no loss (torch's cross-entropy default)
@@ -135,21 +136,6 @@ def plan_groups(labelled: np.ndarray, k: int, rng: np.random.Generator) -> list[
 # ---------------------------------------------------------------------------------------------
 # The conversation
 # ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InstructionConfig:
-    k: int = 4                      # keypoints per sample (rounds per conversation), Table 4
-    description: bool = True        # give each keypoint's description as a reference, Table 3
-    keypoint_list: bool = False     # list all keypoint names of the category up front, Table 3
-    category_name: bool = True      # name the category in the question ("of this horse_body")
-    decimals: int = 3               # answer precision
-
-    def __post_init__(self):
-        if self.k < 1:
-            raise ValueError(f"instruction.k must be >= 1, got {self.k}")
-        if not 1 <= self.decimals <= 6:
-            raise ValueError(f"instruction.decimals must be in 1..6, got {self.decimals}")
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ module tells them where they stand and lets training and evaluation run on what 
   of another size than the annotation says (the wrong version of a source image: keypoints would
   be off), plus annotation problems (a file that does not load, skipped annotations, a keypoint
   count or name that disagrees with the shipped category file, one image listed with two sizes).
-  `format_check` renders it as a table; the dict itself is JSON-ready. `capellm data check-mp100`.
+  `format_check` renders it as a table; the dict itself is JSON-ready (`capellm data check-mp100`).
 - `write_present` (`--write-present DIR`): each annotation file restricted to the usable images,
   written under the same name, so that `capellm train` / `capellm eval` run on what a user has
   with no further option.
@@ -21,17 +21,15 @@ module tells them where they stand and lets training and evaluation run on what 
   longer the published ones (capellm.data.episodes), whereas protocol 1 results stay comparable
   per category.
 
-Image sizes are compared after EXIF orientation, since `capellm.data.transforms.load_image`
+Image sizes are compared after EXIF orientation, since `capellm.data.images.load_image`
 rotates images upright before cropping. Checks run in a thread pool (I/O bound); each image is
 checked once even when several annotation files list it.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -73,7 +71,7 @@ def check_image(path: Path, width: int, height: int, decode: bool = False) -> tu
     """
     try:
         if decode:
-            from capellm.data.transforms import ImageError, load_image
+            from capellm.data.images import ImageError, load_image
 
             try:
                 im = load_image(path)
@@ -386,41 +384,3 @@ def format_check(report: dict) -> str:
     if report["hints"]:
         lines += ["", "hints:"] + [f"  - {h}" for h in report["hints"]]
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    """`capellm data check-mp100 --root DIR [--ann-dir DIR] [--json FILE] [--decode] [--strict]
-    [--write-present DIR]`."""
-    p = argparse.ArgumentParser(prog="capellm data check-mp100",
-                                description="Which MP-100 images are present, missing or unreadable, per category.")
-    p.add_argument("--root", required=True, help="MP-100 folder: images in ROOT/images/<image_folder>/...")
-    p.add_argument("--ann-dir", default="", help="annotation folder (default ROOT/annotations)")
-    p.add_argument("--json", default="mp100_check.json", help="write the full report here ('' to skip)")
-    p.add_argument("--decode", action="store_true", help="decode every image fully (slower; catches truncation)")
-    p.add_argument("--workers", type=int, default=8, help="threads checking images")
-    p.add_argument("--strict", action="store_true", help="exit 1 when anything is missing, unreadable or wrong")
-    p.add_argument("--write-present", default="", metavar="DIR",
-                   help="write each annotation file restricted to the usable images into DIR (same names), "
-                        "to train and evaluate on the categories you have")
-    args = p.parse_args(argv)
-    ann_dir = Path(args.ann_dir) if args.ann_dir else Path(args.root) / "annotations"
-    if args.write_present and Path(args.write_present).resolve() == ann_dir.resolve():
-        p.error("--write-present must not be the annotation folder (it would overwrite the originals)")
-    report = check_mp100(args.root, args.ann_dir or None, decode=args.decode, workers=args.workers,
-                         present_dir=args.write_present or None)
-    print(format_check(report))
-    if args.json:
-        from capellm.utils import atomic_write_json
-
-        atomic_write_json(args.json, report)
-        print(f"\nfull report (with example paths) written to {args.json}")
-    t = report["totals"]
-    if not report["files"] or all("error" in f for f in report["files"]) or t["images"] == 0:
-        return 1
-    bad = t["missing"] + t["unreadable"] + t["wrong_size"] + sum(bool(r["problems"]) for r in report["categories"])
-    bad += sum("error" in f for f in report["files"])
-    return 1 if args.strict and bad else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

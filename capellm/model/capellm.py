@@ -6,9 +6,12 @@ materialises full-vocabulary logits at every position: the decoder body yields h
 the output head is applied only at the positions that carry a label (Llama 3 has 128k entries per
 position, and an instruction has hundreds of positions of which ~40 are answers).
 
-Inference (`predict`, `predict_crops`) crops the instance, asks for every keypoint, parses each
-answer and maps it back to image pixels; an answer that does not parse is reported missing with
-its reason. The same code serves evaluation, the CLI and the app.
+Inference has one path. `predict_crops` asks for every keypoint of already-cropped instances
+(capellm.inference.engine), parses each answer and maps it back to image pixels through the
+crop's own matrix; an answer that does not parse is reported missing with its reason. Evaluation
+and the demo crop annotated instances and call it; `predict` (the Python API, `capellm predict`
+and the app) reads the box's crop from a user's image (capellm.data.crops.read_crop: only the
+region it needs, large boxes downscaled with antialiasing) and calls it.
 
 A checkpoint is a folder: `config.yaml` (the model config, base models by hub id or portable
 path), `model.safetensors` (only what is not in the base models: LoRA adapters, the projector,
@@ -30,11 +33,13 @@ from torch import nn
 
 from capellm.config import ModelConfig, from_dict, portable_path, to_dict
 from capellm.data.categories import Category
+from capellm.data.crops import CropResult, clip_box, read_crop
+from capellm.data.images import ImageSource
 from capellm.data.instructions import (IGNORE_INDEX, ParseError, PromptFormat, SegmentTokenizer,
                                        parse_coords, render_conversation, round_segments)
-from capellm.data.transforms import CropResult, crop_instance, load_image
-from capellm.decoding import Answer, CoordinateGrammar, Conversation, decode
-from capellm.model.language_model import build_language_model, build_tokenizer, decoder_body, run_decoder
+from capellm.inference import Answer, Conversation, CoordinateGrammar, decode
+from capellm.inference.decoder import decoder_body, run_decoder
+from capellm.model.language_model import build_language_model, build_tokenizer, ensure_pad_token
 from capellm.model.lora import apply_lora, lora_modules
 from capellm.model.projector import Projector
 from capellm.model.vision import VisionEncoder, build_vision_backbone
@@ -54,6 +59,7 @@ class Prediction:
     confidence: np.ndarray                # float [K] in (0, 1]: geometric mean token probability
     answers: list[str]                    # raw answer texts
     missing: dict[int, str] = field(default_factory=dict)  # keypoint index -> why it is missing
+    box: list[float] | None = None        # [x, y, w, h] the instance was read from (image pixels)
 
     def to_dict(self) -> dict:
         kps = []
@@ -146,7 +152,7 @@ class CapeLLM(nn.Module):
         return self.segment_tokenizer.encode(self.fmt.answer_end)
 
     def answer_grammar(self):
-        """The coordinate format as tokens (capellm.decoding.CoordinateGrammar), or None where the
+        """The coordinate format as tokens (capellm.inference.grammar), or None where the
         tokenizer does not spell it token by token (answers are then decoded unconstrained)."""
         key = (self.fmt.answer_end, self.cfg.instruction.decimals)
         cached = self.__dict__.get("_grammar")
@@ -181,7 +187,7 @@ class CapeLLM(nn.Module):
         keypoints[i]: which keypoint indices to ask for instance i (default: all).
         mode: "single" asks each keypoint in its own prompt (the official evaluation);
               "multi" asks k per conversation, each answer staying in context (as trained).
-        constrained: decode only well-formed coordinates (see capellm.decoding); False gives the
+        constrained: decode only well-formed coordinates (capellm.inference.grammar); False gives the
               model's unconstrained greedy answers.
         One pass of the decoding engine serves the whole batch: every image is encoded once, and
         its image tokens and common prompt prefix are prefilled once for all of its queries.
@@ -239,22 +245,18 @@ class CapeLLM(nn.Module):
 
     @torch.no_grad()
     def predict(self, image, category: Category, box=None, mode: str = "single") -> Prediction:
-        """Keypoints of `category` in `image` (path, PIL image or HxWx3 uint8 array).
+        """Keypoints of `category` in `image` (path, PIL image, HxWx3 uint8 array or ImageSource),
+        in the pixels of the image as displayed (after its EXIF orientation).
 
-        box: [x, y, w, h] in pixels; None means the whole image.
+        box: [x, y, w, h] in those pixels, clipped to the image (BoxError if it misses it); None
+        means the whole image. The prediction's `box` is the one used.
         """
-        from PIL import Image
-
-        if isinstance(image, (str, Path)):
-            image = load_image(image)
-        elif isinstance(image, np.ndarray):
-            image = Image.fromarray(image).convert("RGB")
-        if box is None:
-            box = [0.0, 0.0, float(image.width), float(image.height)]
-        k = category.num_keypoints
-        crop = crop_instance(image, np.asarray(box, dtype=np.float32), np.zeros((k, 2), np.float32),
-                             np.zeros(k, bool), self.cfg.crop)
-        return self.predict_crops([crop], [category], mode=mode)[0]
+        source = ImageSource.of(image)
+        box = clip_box(box if box is not None else [0, 0, *source.size], source.size)
+        crop = read_crop(source, box, self.cfg.crop, category.num_keypoints)
+        pred = self.predict_crops([crop], [category], mode=mode)[0]
+        pred.box = box
+        return pred
 
     # ------------------------------------------------------------------ checkpoints
     def _saved_prefixes(self) -> list[tuple[str, nn.Module, str]]:
@@ -318,8 +320,6 @@ class CapeLLM(nn.Module):
             raise FileNotFoundError(f"{d}: not a capellm checkpoint (no {CONFIG_FILE})")
         cfg = from_dict(ModelConfig, yaml.safe_load((d / CONFIG_FILE).read_text()) or {}, "model")
         from transformers import AutoTokenizer
-
-        from capellm.model.language_model import ensure_pad_token
 
         tok = ensure_pad_token(AutoTokenizer.from_pretrained(str(d / TOKENIZER_DIR)))
         model = cls(cfg, tokenizer=tok)

@@ -6,7 +6,8 @@ small random model from `random_config` (tests, CPU demo). A random model gets t
 character tokenizer (`tokenizer="char"`), which the tests and the demo build with no download.
 
 The composed model never calls the LM's `forward` with labels: it reads hidden states from the
-decoder body and applies the output head only where labels exist (see capellm.model.capellm).
+decoder body (capellm.inference.decoder) and applies the output head only where labels exist
+(see capellm.model.capellm).
 """
 
 from __future__ import annotations
@@ -104,34 +105,3 @@ def build_language_model(cfg: LLMConfig, vocab_size: int, dtype: torch.dtype | N
         raise ValueError(f"tokenizer has {vocab_size} tokens but the LLM's embedding has "
                          f"{model.get_input_embeddings().num_embeddings}")
     return model
-
-
-def decoder_body(llm: nn.Module) -> nn.Module:
-    """The transformer without its output head (`model.model` for Llama-style models)."""
-    return getattr(llm, llm.base_model_prefix)
-
-
-def run_decoder(body: nn.Module, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor,
-                position_ids: torch.Tensor, cache=None, use_cache: bool = False):
-    """Run the decoder body; returns (hidden states [B, T, D], KV cache or None).
-
-    transformers 5.x renamed `past_key_values` to `cache` (argument and output); both work here.
-    """
-    name = _cache_arg(type(body))
-    kw = {name: cache} if cache is not None else {}
-    out = body(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-               use_cache=use_cache, **kw)
-    new_cache = getattr(out, "cache", None) if name == "cache" else getattr(out, "past_key_values", None)
-    return out.last_hidden_state, new_cache
-
-
-_CACHE_ARGS: dict[type, str] = {}
-
-
-def _cache_arg(cls: type) -> str:
-    if cls not in _CACHE_ARGS:
-        import inspect
-
-        params = inspect.signature(cls.forward).parameters
-        _CACHE_ARGS[cls] = "cache" if "cache" in params else "past_key_values"
-    return _CACHE_ARGS[cls]

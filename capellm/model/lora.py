@@ -14,26 +14,11 @@ so a freshly wrapped model computes exactly what the base model computes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class LoRAConfig:
-    rank: int = 8                    # r; CapeLLM uses 8
-    alpha: float = 16.0              # scale = alpha / rank
-    dropout: float = 0.05            # on the adapter's input only
-    targets: tuple[str, ...] = ("q_proj", "v_proj", "query", "value")  # module-name suffixes
-
-    def __post_init__(self):
-        if self.rank < 1:
-            raise ValueError(f"lora.rank must be >= 1, got {self.rank}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"lora.dropout must be in [0, 1), got {self.dropout}")
-        if not self.targets:
-            raise ValueError("lora.targets must name at least one module suffix")
+from capellm.config import LoRAConfig
 
 
 class LoRALinear(nn.Module):

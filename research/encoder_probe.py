@@ -9,10 +9,10 @@ baseline's answer (that is all a name-indexed head can do). Scored with the eval
 
 This bounds what the LLM can read from the frozen encoder in the demo: if the probe does not beat
 the baseline, no LLM on top will; if it does and the CapeLLM does not, the LLM's reading is what
-fails (issue 3, docs/demo_reading.md).
+fails (research/demo_reading.md).
 
-    python experiments/encoder_probe.py --steps 600
-    python experiments/encoder_probe.py --steps 600 --set model.vision.random_config.patch_size=8
+    python research/encoder_probe.py --steps 600
+    python research/encoder_probe.py --steps 600 --set model.vision.random_config.patch_size=8
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def probe_predictions(vision, head, dataset, categories, classes: dict[str, int]
                       batch_size: int = 64) -> list[np.ndarray]:
     """[K, 2] image-pixel predictions per instance (see the module docstring)."""
     from capellm.data.categories import name_key
-    from capellm.data.transforms import apply_affine, crop_instance, invert_affine, load_image
+    from capellm.data.crops import crop_instance
+    from capellm.data.images import apply_affine, invert_affine, load_image
 
     vision.eval()
     side = crop_cfg.input_size // vision.patch_size
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
 
     from capellm.baselines import MeanPositionBaseline, evaluate_baseline
     from capellm.config import merge, parse_overrides
-    from capellm.data import synth
+    from capellm import synth
     from capellm.data.categories import name_key
     from capellm.data.coco import load_keypoint_dataset
     from capellm.data.dataset import categories_for
@@ -79,10 +80,9 @@ def main(argv=None) -> int:
 
     if not synth.is_complete(args.data):
         synth.generate(args.data, seed=0)
-    cfg = demo_config(argparse.Namespace(preset=args.preset, data=args.data, out="unused", split=args.split,
-                                         seed=args.seed, steps=None))
+    cfg = demo_config(args.data, "unused", args.split, args.preset, seed=args.seed)
     cfg = merge(cfg, parse_overrides(args.set, where="--set "))
-    steps = args.steps or cfg.train.encoder_pretrain_steps
+    steps = args.steps or cfg.train.encoder_pretrain.steps
     train = load_keypoint_dataset(cfg.data.train_file, cfg.data.image_root)
     test = load_keypoint_dataset(cfg.data.test_file, cfg.data.image_root)
     train_cats = categories_for(train, cfg.data.categories)
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     vision = VisionEncoder(build_vision_backbone(cfg.model.vision))
     t0 = time.time()
     stats = pretrain_encoder(vision, train.instances, train_cats, cfg.model.crop, steps,
-                             cfg.train.encoder_pretrain_batch_size, cfg.train.encoder_pretrain_lr, "names",
+                             cfg.train.encoder_pretrain.batch_size, cfg.train.encoder_pretrain.lr, "names",
                              seed=args.seed)
     print(f"encoder pre-training: {steps} steps, loss {stats['loss'][0]:.3f} -> {stats['loss'][1]:.3f}, "
           f"{time.time() - t0:.0f} s")

@@ -8,33 +8,19 @@ its own copy of the image tokens, the vision encoder run again at every generate
   longest common token prefix of all of that instance's first prompts are prefilled once, at a
   batch of one row per instance; the KV cache is then copied out to one row per query, and only
   each query's own suffix is prefilled. The prefix is found on token ids (LCP), not by
-  assumptions about the prompt text. The copied-out cache (`_reserve`) has room for every token
-  decoding will append, so appending writes in place instead of reallocating the cache per call,
-  and rows sorted by suffix length are prefilled in buckets of similar widths
-  (`_Rows._feed_buckets`), so the suffix prefill computes little padding.
-- Constrained answers. Where the tokenizer spells the coordinate format token by token
-  ("[0.123,0.456]" + end marker as single tokens for "[", each digit, ".", ",", "]" and the
-  marker), `CoordinateGrammar` holds the answer as a template: tokens fixed by the format, and
-  digit slots. Fixed tokens get no decoding step of their own: they are fed together with the
-  preceding choice in one forward call (SmolLM2: 8 forward calls per answer instead of 14). A slot
-  takes the argmax over the digit tokens it admits only: the integer digit is 0 or 1, and after an
-  integer 1 the decimals are 0, so every answer parses and lies in [0, 1]. Wherever unconstrained
-  greedy decoding produces a well-formed answer, the constrained one is the same answer (the
-  argmax over all tokens was an admitted token). The grammar is derived from the tokenizer by
-  encoding sample answers with the same `SegmentTokenizer` training uses, and verified on every
-  digit value, so the answer tokens are exactly those of training. Digit groups (a tokenizer that
-  spells "123" as one token, e.g. Llama 3) become one slot over the 10^n group tokens. Where the
-  format is not token-aligned (a merge such as "00" that changes the token count with the value,
-  digits of x and y in one token, more than 3 digits per token), `CoordinateGrammar.build` returns
-  None and the engine decodes unconstrained greedy up to the end marker (same sharing and
-  batching; such answers may fail to parse and are then reported missing).
+  assumptions about the prompt text. The copied-out cache has room for every token decoding will
+  append (capellm.inference.kv_cache), and rows sorted by suffix length are prefilled in buckets
+  of similar widths (`_Rows._feed_buckets`), so the suffix prefill computes little padding.
+- Constrained answers (capellm.inference.grammar). Fixed tokens of the coordinate format get no
+  decoding step of their own: they are fed together with the preceding digit choice in one
+  forward call (SmolLM2: 8 forward calls per answer instead of 14), and each digit slot takes the
+  argmax over the digits it admits, so every answer parses and lies in [0, 1]. Where the
+  tokenizer does not spell the format token by token, the engine decodes unconstrained greedy up
+  to the end marker (same sharing and batching; such answers may fail to parse and are then
+  reported missing).
 - Multi-round conversations (k keypoints per conversation, as trained) keep their KV cache from
   round to round: the answer's tokens and the next round's prompt are fed as one chunk.
-- Grouped-query attention without copies (CPU). When more than one token is fed with a padding
-  mask, transformers' SDPA path copies the whole KV cache once per query head (`repeat_kv`); on
-  CPU the engine runs those calls through SDPA's own GQA (`enable_gqa`) instead: same
-  arithmetic, no copy (see docs/performance.md for what it saves). On CUDA the model's attention
-  is used unchanged.
+- Grouped-query attention without copies on CPU (capellm.inference.attention).
 - Batches across instances. Every chunk is left-padded, so each row's next token sits in the last
   column; padding therefore appears both before the image and between chunks, and is masked out.
   Position ids count only unmasked tokens (cumulative sum of the attention mask), so a row sees
@@ -47,17 +33,16 @@ digits only for constrained answers, since the fixed tokens are not chosen).
 from __future__ import annotations
 
 import copy
-import itertools
 import math
-import re
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from capellm.model.language_model import decoder_body, run_decoder
+from capellm.inference.attention import decoding_attention
+from capellm.inference.decoder import decoder_body, run_decoder
+from capellm.inference.grammar import CoordinateGrammar
+from capellm.inference import kv_cache
 
 
 @dataclass
@@ -87,135 +72,6 @@ class Conversation:
     rounds: list[list[int]]
 
 
-# ---------------------------------------------------------------------------------------------
-# The coordinate format as tokens
-# ---------------------------------------------------------------------------------------------
-
-_LAYOUT_RE = re.compile(r"^\[(\d)\.(\d+),(\d)\.(\d+)\]")
-_MAX_GROUP = 3                     # digits per token the grammar accepts (Llama 3 groups by 3)
-
-
-@dataclass
-class _Slot:
-    """A token position the model chooses: one of `ids`, spelling the digits `fills`."""
-
-    fills: list[str]              # digit string of each candidate, e.g. "0".."9"
-    ids: list[int]                # its token id
-    after: list[int]              # fixed tokens that follow, up to the next slot
-    number: int                   # 0: x, 1: y
-    has_int: bool                 # the slot covers the number's integer digit
-    int_at: int                   # index of the integer digit within the fill (if has_int)
-    ok_free: torch.Tensor = field(default=None)  # bool [F]: admitted candidates
-    ok_one: torch.Tensor = field(default=None)   # bool [F]: admitted after the integer digit 1
-
-
-class CoordinateGrammar:
-    """The answer "[x,y]" + end marker as fixed tokens and digit slots (see the module docstring).
-
-    `lead` are the fixed tokens before the first slot; each slot's `after` the fixed tokens up to
-    the next slot (the last slot's: "]" and the end marker).
-    """
-
-    def __init__(self, lead: list[int], slots: list[_Slot]):
-        self.lead = lead
-        self.slots = slots
-        self._device_ids: dict[torch.device, list[torch.Tensor]] = {}
-
-    def template_length(self) -> int:
-        return len(self.lead) + sum(1 + len(s.after) for s in self.slots)
-
-    def ids_on(self, device: torch.device) -> list[torch.Tensor]:
-        if device not in self._device_ids:
-            self._device_ids[device] = [torch.tensor(s.ids, dtype=torch.long, device=device) for s in self.slots]
-        return self._device_ids[device]
-
-    @classmethod
-    def build(cls, encode, answer_end: str, decimals: int) -> "CoordinateGrammar | None":
-        """Derive the grammar from `encode` (SegmentTokenizer.encode: text -> ids, as in training).
-
-        Returns None where the format is not token-aligned; the caller then decodes unconstrained.
-        """
-        from capellm.data.instructions import format_coords
-
-        base = format_coords(0.0, 0.0, decimals) + answer_end
-        m = _LAYOUT_RE.match(base)
-        if m is None:
-            return None
-        digit_role = {}                                    # char index -> (number, is integer digit)
-        for g, (number, is_int) in enumerate(((0, True), (0, False), (1, True), (1, False)), start=1):
-            for p in range(m.start(g), m.end(g)):
-                digit_role[p] = (number, is_int)
-        ids0 = encode(base)
-
-        def with_digits(chars: dict[int, str]) -> str:
-            s = list(base)
-            for p, c in chars.items():
-                s[p] = c
-            return "".join(s)
-
-        def differing(ids: list[int]) -> list[int] | None:
-            if len(ids) != len(ids0):
-                return None
-            return [t for t, (a, b) in enumerate(zip(ids, ids0)) if a != b]
-
-        # which token spells each digit: changing that digit must change exactly that token
-        token_of: dict[int, int] = {}
-        for p in digit_role:
-            for c in "0123456789":
-                if c == base[p]:
-                    continue
-                diff = differing(encode(with_digits({p: c})))
-                if diff is None or len(diff) != 1 or token_of.setdefault(p, diff[0]) != diff[0]:
-                    return None
-        slots: list[_Slot] = []
-        positions = sorted(set(token_of.values()))
-        for n, t in enumerate(positions):
-            chars = sorted(p for p in token_of if token_of[p] == t)
-            numbers = {digit_role[p][0] for p in chars}
-            if len(numbers) != 1 or len(chars) > _MAX_GROUP or chars != list(range(chars[0], chars[-1] + 1)):
-                return None
-            ints = [i for i, p in enumerate(chars) if digit_role[p][1]]
-            fills, ids = [], []
-            for digits in itertools.product("0123456789", repeat=len(chars)):
-                enc = encode(with_digits(dict(zip(chars, digits))))
-                diff = differing(enc)
-                if diff is None or any(d != t for d in diff):
-                    return None
-                fills.append("".join(digits))
-                ids.append(enc[t])
-            if len(set(ids)) != len(ids):
-                return None
-            end = positions[n + 1] if n + 1 < len(positions) else len(ids0)
-            has_int = bool(ints)
-            int_at = ints[0] if has_int else -1
-            ok_free = torch.tensor([not has_int or (f[int_at] in "01" and (f[int_at] == "0" or
-                                    set(f[int_at + 1:]) <= {"0"})) for f in fills])
-            ok_one = torch.tensor([set(f) <= {"0"} for f in fills])
-            slots.append(_Slot(fills, ids, list(ids0[t + 1:end]), numbers.pop(), has_int, int_at, ok_free, ok_one))
-        if not slots:
-            return None
-        grammar = cls(list(ids0[:positions[0]]), slots)
-        # the slots compose: whole answers encode exactly as the template spells them
-        for x, y in ((0.0, 0.0), (1.0, 1.0), (0.123, 0.987), (0.5, 1.0), (0.999, 0.001), (0.707, 0.31)):
-            text = format_coords(x, y, decimals)
-            if encode(text + answer_end) != grammar.spell(text[1:-1].replace(".", "").split(",")):
-                return None
-        return grammar
-
-    def spell(self, numbers: list[str]) -> list[int] | None:
-        """Token ids of the answer whose numbers have the digits `numbers` (e.g. ["0123", "0456"])."""
-        ids = list(self.lead)
-        used = [0, 0]
-        for s in self.slots:
-            w = len(s.fills[0])
-            f = numbers[s.number][used[s.number]:used[s.number] + w]
-            used[s.number] += w
-            if f not in s.fills:
-                return None
-            ids.append(s.ids[s.fills.index(f)])
-            ids.extend(s.after)
-        return ids
-
 
 # ---------------------------------------------------------------------------------------------
 # The batch: rows sharing one KV cache
@@ -232,7 +88,7 @@ class _Rows:
         self.pad_id = pad_id
         self.device = device
         self.cache = None
-        self.reserved = False                    # cache layers are `_reserved_layer_class()`
+        self.reserved = False                    # cache layers are kv_cache.ReservedLayer
         self.mask: torch.Tensor | None = None
         self.count: torch.Tensor | None = None
 
@@ -300,127 +156,13 @@ class _Rows:
 
     def select(self, index: torch.Tensor, reserve: int = 0) -> None:
         """Keep (and repeat) rows: row i becomes old row index[i]. reserve: room for this many
-        more tokens per row, allocated now (see `_reserve`)."""
-        if reserve and _reserve(self.cache, index, reserve):
+        more tokens per row, allocated now (capellm.inference.kv_cache)."""
+        if reserve and kv_cache.reserve(self.cache, index, reserve):
             self.reserved = True
         else:
             self.cache.reorder_cache(index)
         self.mask = self.mask.index_select(0, index)
         self.count = self.count.index_select(0, index)
-
-
-_RESERVED_LAYER = None
-
-
-def _reserved_layer_class():
-    """A DynamicCache layer whose keys/values are views into buffers with spare room: appending
-    writes in place (DynamicLayer concatenates: a fresh allocation and a copy of the whole cache
-    at every forward call, in every layer), and bucketed prefill can write rows' KV at their
-    final columns. Row selection keeps the spare room."""
-    global _RESERVED_LAYER
-    if _RESERVED_LAYER is None:
-        from transformers.cache_utils import DynamicLayer
-
-        class ReservedLayer(DynamicLayer):
-            def __init__(self, kbuf: torch.Tensor, vbuf: torch.Tensor, length: int):
-                super().__init__()
-                self.device, self.is_initialized = kbuf.device, True
-                self._kbuf, self._vbuf = kbuf, vbuf                      # [R, H, capacity, d]
-                self._view(length)
-
-            def _view(self, n: int) -> None:
-                self.keys, self.values = self._kbuf[:, :, :n], self._vbuf[:, :, :n]
-
-            def update(self, key_states, value_states, *args, **kwargs):
-                n, m = self.keys.shape[-2], key_states.shape[-2]
-                if n + m > self._kbuf.shape[-2]:                        # out of room: double it
-                    grow = lambda b: torch.cat([b[:, :, :n], b.new_empty(*b.shape[:2], max(n, m), b.shape[-1])], 2)
-                    self._kbuf, self._vbuf = grow(self._kbuf), grow(self._vbuf)
-                self._kbuf[:, :, n:n + m] = key_states
-                self._vbuf[:, :, n:n + m] = value_states
-                self._view(n + m)
-                return self.keys, self.values
-
-            def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-                n = self.keys.shape[-2]
-                self._kbuf = self._kbuf.index_select(0, beam_idx.to(self._kbuf.device))
-                self._vbuf = self._vbuf.index_select(0, beam_idx.to(self._vbuf.device))
-                self._view(n)
-
-            batch_select_indices = reorder_cache
-
-        _RESERVED_LAYER = ReservedLayer
-    return _RESERVED_LAYER
-
-
-def _reserve(cache, index: torch.Tensor, extra: int) -> bool:
-    """Replace the layers of a DynamicCache by reserved ones holding rows `index` of the old
-    layers plus room for `extra` tokens. False (nothing done) for other caches."""
-    try:
-        from transformers.cache_utils import DynamicLayer
-    except ImportError:                                    # transformers < 4.54: no cache layers
-        return False
-    layers = getattr(cache, "layers", None)
-    if not layers or any(type(l) is not DynamicLayer or not l.is_initialized for l in layers):
-        return False
-    cls = _reserved_layer_class()
-    groups = [(int(b), (index == b).nonzero()[:, 0]) for b in index.unique()]
-    for i, l in enumerate(layers):
-        bufs = []
-        for t in (l.keys, l.values):
-            n = t.shape[-2]
-            buf = t.new_empty(len(index), t.shape[1], n + extra, t.shape[-1])
-            for b, rows in groups:                          # broadcast copy, no [R, ...] temporary
-                buf[rows, :, :n] = t[b]
-            bufs.append(buf)
-        layers[i] = cls(bufs[0], bufs[1], l.keys.shape[-2])
-    return True
-
-
-_GQA_SDPA = "capellm_sdpa_gqa"
-USE_GQA_KERNEL = True      # switch for measuring its share (benchmarks/decode.py --ablations)
-
-
-def _gqa_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None, **kwargs):
-    """transformers' SDPA attention, except that a masked multi-token call with grouped KV heads
-    uses the kernel's GQA instead of repeating the KV cache per query head."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    if (getattr(module, "num_key_value_groups", 1) > 1 and query.shape[2] > 1 and attention_mask is not None
-            and attention_mask.dtype == torch.bool and dropout == 0.0 and kwargs.get("position_bias") is None
-            and kwargs.get("softcap") is None):
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, scale=scaling,
-                                             enable_gqa=True)                      # [B, H, T, d]
-        return out.transpose(1, 2).contiguous(), None
-    return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
-                                  is_causal=is_causal, **kwargs)
-
-
-def _register_gqa_sdpa() -> bool:
-    try:
-        from transformers import AttentionInterface
-        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
-    except ImportError:                                    # older transformers: keep its attention
-        return False
-    if _GQA_SDPA not in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping:
-        AttentionInterface.register(_GQA_SDPA, _gqa_sdpa)
-        AttentionMaskInterface.register(_GQA_SDPA, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
-    return True
-
-
-@contextmanager
-def _decoding_attention(llm: nn.Module, device: torch.device):
-    """On CPU, run the LLM's SDPA attention through `_gqa_sdpa` for the duration of decoding."""
-    cfg = llm.config
-    if (not USE_GQA_KERNEL or device.type != "cpu" or getattr(cfg, "_attn_implementation", None) != "sdpa"
-            or not _register_gqa_sdpa()):
-        yield
-        return
-    cfg._attn_implementation = _GQA_SDPA
-    try:
-        yield
-    finally:
-        cfg._attn_implementation = "sdpa"
 
 
 # Per extra forward call, the padded tokens a bucket must save (CPU: a call costs little beyond
@@ -482,7 +224,7 @@ def decode(llm: nn.Module, image_embeds: torch.Tensor, conversations: list[Conve
     """
     if not conversations:
         return []
-    with _decoding_attention(llm, image_embeds.device):
+    with decoding_attention(llm, image_embeds.device):
         return _decode(llm, image_embeds, conversations, grammar, end_ids, pad_id, tokenizer, max_new_tokens)
 
 
@@ -632,4 +374,3 @@ def _greedy_round(rows: _Rows, chunk: list[list[int]], end_ids: list[int], token
         text = tokenizer.decode(g[:-n_end] if fin else g, skip_special_tokens=False)
         answers.append(Answer(text=text, token_ids=g, logprob=logprob[i], finished=fin))
     return answers, carry
-

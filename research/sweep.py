@@ -1,6 +1,6 @@
 """Train several variants of the demo side by side and watch whether each learns to read the image.
 
-Made for a short GPU lease (issue 3): the demo model learns a per-name text prior and ignores the
+Made for a short GPU lease: the demo model learns a per-name text prior and ignores the
 pixels, and the question is which change makes it look. Each variant is the demo configuration of
 `capellm demo` plus dotted overrides, trained by `capellm.train.train` in chunks of `--every`
 steps. After each chunk the variant logs the answer loss with each conversation's own crop and the
@@ -14,14 +14,14 @@ One variant a line of the variants file, `#` starts a comment:
 
     base
     lm2_lr1e-3   model.llm.random_config.num_hidden_layers=2 train.lr=1e-3
-    pre600       train.encoder_pretrain_steps=600 model.vision.mode=frozen
+    pre600       train.encoder_pretrain.steps=600 model.vision.mode=frozen
 
-(`train.encoder_pretrain_steps` trains the encoder alone first, `capellm.pretrain`.)
+(`train.encoder_pretrain.steps` trains the encoder alone first, `capellm.pretrain`.)
 
-    python experiments/sweep.py variants.txt --data data/synth --out runs/sweep --parallel 2 --heldout data/synth_seed1
+    python research/sweep.py variants.txt --data data/synth --out runs/sweep --parallel 2 --heldout data/synth_seed1
 
 `--heldout DIR` also scores new instances of the training categories, which tells reading the
-image apart from failing on new categories. The measurements of issue 3 are in docs/demo_reading.md.
+image apart from failing on new categories. The measurements are in research/demo_reading.md.
 """
 
 from __future__ import annotations
@@ -62,8 +62,7 @@ def variant_config(args, overrides: dict, run_dir: str):
     from capellm.config import merge
     from capellm.demo import demo_config
 
-    cfg = demo_config(argparse.Namespace(preset=args.preset, data=args.data, out=run_dir, split=args.split,
-                                         seed=args.seed, steps=None))
+    cfg = demo_config(args.data, run_dir, args.split, args.preset, seed=args.seed)
     overrides = copy.deepcopy(overrides)
     model = overrides.get("model", {})
     for part in ("vision", "llm"):
@@ -195,7 +194,7 @@ def main(argv=None) -> int:
     if args.only is not None:
         run_one(args, args.only)
         return 0
-    from capellm.data import synth
+    from capellm import synth
 
     lines = read_variants(args.variants)
     if not synth.is_complete(args.data):

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# One H100 lease for issue 3 (docs/demo_reading.md, section 7): generate data/synth200, then train
-# the variants of experiments/issue3_device.txt side by side (12 processes under MPS, else the first
+# One H100 lease (research/demo_reading.md, section 7): generate data/synth200, then train
+# the variants of research/demo_variants_device.txt side by side (12 processes under MPS, else the first
 # 8; one CPU thread each) and copy their results into $OUT as they land. Run from the repository root:
-#     bash experiments/device_issue3.sh            (OUT defaults to runs/device)
+#     bash research/device_sweep.sh            (OUT defaults to runs/device)
 set -u
 OUT=${OUT:-runs/device}
 mkdir -p "$OUT"
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 TQDM_DISABLE=1
-VARIANTS=${VARIANTS:-experiments/issue3_device.txt}
+VARIANTS=${VARIANTS:-research/demo_variants_device.txt}
 start=$(date +%s)
 nvidia-smi -L 2>&1 | tee "$OUT/machine.txt"
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())" 2>&1 | tee -a "$OUT/machine.txt"
@@ -42,7 +42,7 @@ PY
 watcher=$!
 # the sweep stops a variant at the first 1,500-step boundary past 330 s and scores it; the outer
 # timeout keeps the lease's 10-minute limit
-timeout $(( 560 - ($(date +%s) - start) )) python3 experiments/sweep.py /tmp/variants.txt \
+timeout $(( 560 - ($(date +%s) - start) )) python3 research/sweep.py /tmp/variants.txt \
     --data data/synth200 --out runs/dev --every 1500 --deadline 330 --parallel $parallel --threads 1 \
     --log "$OUT/sweep.log" > "$OUT/sweep.out" 2>&1
 echo "sweep exit $? after $(( $(date +%s) - start )) s" | tee -a "$OUT/machine.txt"

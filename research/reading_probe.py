@@ -12,12 +12,12 @@ plus a learnt vector per colour on the patch that holds that square, i.e. ideal 
 what is left to learn is the LLM's reading. With one square the question needs no matching of
 name to part; with several it does.
 
-Measured on the 2-core CPU (issue 3; demo preset, oracle encoder, defaults otherwise): with one
+Measured on the 2-core CPU (demo preset, oracle encoder, defaults otherwise): with one
 square the demo LLM reads from step 200 (answer loss 0.700 own image vs 0.723 another's; 0.550 vs
 1.083 at step 400, 34 s); with four squares, where the colour in the question must pick the part,
 not until about step 1250 (0.6750 vs 0.6779; 0.6777 vs 0.6816 at step 1500, 129 s).
 
-    python experiments/reading_probe.py --squares 4 --steps 1500 --every 250
+    python research/reading_probe.py --squares 4 --steps 1500 --every 250
 """
 
 from __future__ import annotations
