@@ -159,4 +159,4 @@ def test_app_in_browser(page, model, picture, tmp_path):
     page.click("#run")
     page.wait_for_selector("#status :text('horse_body')", timeout=30_000)
     table = page.inner_text("#table")
-    assert "left eye" in table and "right back paw" in table
+    assert "left eye" in table and "right back hoof" in table
