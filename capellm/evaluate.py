@@ -5,6 +5,11 @@ Every instance is cropped exactly as in training (without augmentation), every l
 is asked (one prompt per keypoint by default, as the official evaluation does), and answers are
 mapped back to image pixels before scoring, so PCK is measured in the original image as in the
 CAPE literature. Work is split across processes when run under accelerate.
+
+`eval.decode` chooses how answers are read: "grammar" (our constrained decoding), "official" (the
+authors' greedy decoding of 13 tokens and their regex parser, capellm.model.capellm), or "both",
+which scores the same instances each way: the metrics' top level is the grammar's, and
+`by_decoding` holds each decoding's scores side by side, so a reproduction reports both.
 """
 
 from __future__ import annotations
@@ -35,18 +40,45 @@ def category_labels(dataset: KeypointDataset, categories: dict[int, Category]) -
     return {cid: (n if counts[n] == 1 else f"{n}#{cid}") for cid, n in names.items()}
 
 
+def decodings(cfg: EvalConfig) -> list[str]:
+    """The decodings `cfg.decode` asks for, the one reported at the top level first."""
+    return ["grammar", "official"] if cfg.decode == "both" else [cfg.decode]
+
+
 @torch.no_grad()
 def predict_instances(model: CapeLLM, instances: list[Instance], categories: dict[int, Category],
-                      batch_size: int, mode: str, progress: bool = True) -> list[Prediction]:
-    """Predictions for every keypoint of every instance, in image pixels."""
-    preds: list[Prediction] = []
+                      batch_size: int, mode: str, progress: bool = True,
+                      decoding: tuple[str, ...] = ("grammar",)) -> dict[str, list[Prediction]]:
+    """Predictions for every keypoint of every instance, in image pixels, by each decoding (every
+    crop is made once for all of them)."""
+    preds: dict[str, list[Prediction]] = {d: [] for d in decoding}
     for i in tqdm(range(0, len(instances), batch_size), disable=not progress, desc="eval", dynamic_ncols=True):
         chunk = instances[i:i + batch_size]
         crops = [crop_instance(load_image(x.image_path), x.bbox, x.keypoints, x.visible, model.cfg.crop)
                  for x in chunk]
         cats = [categories[x.category_id] for x in chunk]
-        preds.extend(model.predict_crops(crops, cats, mode=mode))
+        for d in decoding:
+            preds[d].extend(model.predict_crops(crops, cats, mode=mode, decoding=d))
     return preds
+
+
+def _gathered(rows: list, accelerator) -> list:
+    if accelerator is not None and accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        return gather_object(rows)
+    return rows
+
+
+def _side_by_side(results: dict[str, dict], cfg: EvalConfig) -> dict:
+    """The first decoding's result at the top level; with several, each one's under by_decoding."""
+    names = list(results)
+    result = dict(results[names[0]])
+    result["decode"] = cfg.decode if len(names) > 1 else names[0]
+    if len(names) > 1:
+        keep = ("overall", "per_category", "category_mean", "unparsed_answers")
+        result["by_decoding"] = {d: {k: r[k] for k in keep if k in r} for d, r in results.items()}
+    return result
 
 
 def evaluate(model: CapeLLM, dataset: KeypointDataset, categories: dict[int, Category], cfg: EvalConfig,
@@ -56,25 +88,24 @@ def evaluate(model: CapeLLM, dataset: KeypointDataset, categories: dict[int, Cat
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     mine = list(range(rank, len(instances), world))
     t0 = time.time()
+    names = decodings(cfg)
     preds = predict_instances(model, [instances[i] for i in mine], categories, cfg.batch_size, cfg.mode,
-                              progress and rank == 0)
-    rows = [(i, p.keypoints, len(p.missing)) for i, p in zip(mine, preds)]
-    if world > 1:
-        from accelerate.utils import gather_object
-
-        rows = gather_object(rows)
+                              progress and rank == 0, tuple(names))
     labels = category_labels(dataset, categories)
-    acc = PCKAccumulator(cfg.thresholds)
-    n_missing = 0
-    for i, kps, miss in sorted(rows, key=lambda r: r[0]):
-        x = instances[i]
-        acc.add(labels[x.category_id], kps, x.keypoints, x.visible, x.bbox)
-        n_missing += miss
-    result = acc.result()
+    results = {}
+    for d in names:
+        rows = _gathered([(i, p.keypoints, len(p.missing)) for i, p in zip(mine, preds[d])], accelerator)
+        acc = PCKAccumulator(cfg.thresholds)
+        n_missing = 0
+        for i, kps, miss in sorted(rows, key=lambda r: r[0]):
+            x = instances[i]
+            acc.add(labels[x.category_id], kps, x.keypoints, x.visible, x.bbox)
+            n_missing += miss
+        results[d] = {**acc.result(), "unparsed_answers": n_missing}
+    result = _side_by_side(results, cfg)
     result["annotation_file"] = str(dataset.path)
     result["protocol"] = "every instance, no supports"
     result["mode"] = cfg.mode
-    result["unparsed_answers"] = n_missing
     result["seconds"] = round(time.time() - t0, 2)
     return result
 
@@ -123,8 +154,12 @@ def image_reliance(model: CapeLLM, dataset: KeypointDataset, categories: dict[in
 
 
 def write_report(result: dict, out: str | Path, thresholds) -> str:
+    """Write the metrics JSON; returns the table to print (one per decoding)."""
     atomic_write_json(out, result)
-    return format_table(result, thresholds)
+    by = result.get("by_decoding")
+    if not by:
+        return format_table(result, thresholds, title=f"decoding: {result.get('decode', 'grammar')}")
+    return "\n\n".join(format_table(r, thresholds, title=f"decoding: {d}") for d, r in by.items())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -167,21 +202,21 @@ def evaluate_pairs(model: CapeLLM, dataset: KeypointDataset, categories: dict[in
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     mine = queries[rank::world]
     t0 = time.time()
+    names = decodings(cfg)
     preds = predict_instances(model, [dataset.instances[i] for i in mine], categories, cfg.batch_size, cfg.mode,
-                              progress and rank == 0)
-    rows = [(i, p.keypoints, len(p.missing)) for i, p in zip(mine, preds)]
-    if world > 1:
-        from accelerate.utils import gather_object
-
-        rows = gather_object(rows)
-    predictions = {i: kps for i, kps, _ in rows}
-    result = score_pairs(dataset, pairs, predictions, category_labels(dataset, categories), cfg.thresholds)
+                              progress and rank == 0, tuple(names))
+    labels = category_labels(dataset, categories)
+    results = {}
+    for d in names:
+        rows = _gathered([(i, p.keypoints, len(p.missing)) for i, p in zip(mine, preds[d])], accelerator)
+        results[d] = {**score_pairs(dataset, pairs, {i: kps for i, kps, _ in rows}, labels, cfg.thresholds),
+                      "unparsed_answers": sum(miss for _, _, miss in rows)}
+    result = _side_by_side(results, cfg)
     result["annotation_file"] = str(dataset.path)
     result["protocol"] = f"support-query pairs, {shots}-shot"
     result["shots"] = shots
     result["pairs"] = len(pairs)
     result["query_instances"] = len(queries)
     result["mode"] = cfg.mode
-    result["unparsed_answers"] = sum(miss for _, _, miss in rows)
     result["seconds"] = round(time.time() - t0, 2)
     return result

@@ -46,11 +46,23 @@ def split_of(result: dict, path: str | Path) -> int:
                       f"'{result.get('annotation_file', '')}' nor in its path)")
 
 
-def setting_of(result: dict) -> str:
-    """'query only' (protocol 1) or 'pairs, N-shot' (protocol 2)."""
+def setting_of(result: dict, decoding: str | None = None) -> str:
+    """'query only' (protocol 1) or 'pairs, N-shot' (protocol 2), and the decoding when the file
+    says which (`capellm eval --decode`): 'query only, official decoding'."""
     if "shots" in result or str(result.get("protocol", "")).startswith("support-query"):
-        return f"pairs, {result.get('shots', '?')}-shot"
-    return "query only"
+        setting = f"pairs, {result.get('shots', '?')}-shot"
+    else:
+        setting = "query only"
+    decoding = decoding or (result.get("decode") if result.get("decode") != "both" else None)
+    return f"{setting}, {decoding} decoding" if decoding else setting
+
+
+def _scored(result: dict) -> list[tuple[str | None, dict]]:
+    """(decoding, overall) of each decoding a metrics file holds (None: it does not say)."""
+    by = result.get("by_decoding")
+    if by:
+        return [(d, r.get("overall") or {}) for d, r in by.items()]
+    return [(None, result.get("overall") or {})]
 
 
 def collect(paths: list[str | Path]) -> dict[str, dict[int, dict]]:
@@ -61,20 +73,22 @@ def collect(paths: list[str | Path]) -> dict[str, dict[int, dict]]:
             result = json.loads(Path(p).read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise ReportError(f"{p}: cannot read metrics JSON ({e})") from None
-        overall = result.get("overall") or {}
-        if "PCK@0.2" not in overall:
-            raise ReportError(f"{p}: no overall PCK@0.2 (is it a `capellm eval` metrics file?)")
-        setting, split = setting_of(result), split_of(result, p)
-        row = table.setdefault(setting, {})
-        if split in row:
-            raise ReportError(f"{p}: split {split} ({setting}) is also given by {row[split]['file']}")
-        row[split] = {"PCK@0.2": float(overall["PCK@0.2"]), "mPCK": float(overall.get("mPCK", float("nan"))),
-                      "file": str(p)}
+        split = None
+        for decoding, overall in _scored(result):
+            if "PCK@0.2" not in overall:
+                raise ReportError(f"{p}: no overall PCK@0.2 (is it a `capellm eval` metrics file?)")
+            split = split if split is not None else split_of(result, p)
+            setting = setting_of(result, decoding)
+            row = table.setdefault(setting, {})
+            if split in row:
+                raise ReportError(f"{p}: split {split} ({setting}) is also given by {row[split]['file']}")
+            row[split] = {"PCK@0.2": float(overall["PCK@0.2"]), "mPCK": float(overall.get("mPCK", float("nan"))),
+                          "file": str(p)}
     return table
 
 
 def _order(setting: str) -> tuple:
-    return (setting != "query only", setting)
+    return (not setting.startswith("query only"), setting)
 
 
 def markdown(table: dict[str, dict[int, dict]], name: str = "CapeLLM (ours)", paper: bool = False) -> str:

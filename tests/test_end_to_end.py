@@ -37,7 +37,12 @@ def test_train_resume_eval_predict(tiny_data, tmp_path, capsys):
                  "--out", str(tmp_path / "m.json"), "--eval.mode", "multi"]) == 0
     table = capsys.readouterr().out
     assert "PCK@0.2" in table and "overall" in table
-    assert json.loads((tmp_path / "m.json").read_text())["mode"] == "multi"
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["mode"] == "multi" and m["decode"] == "both"            # capellm eval's default
+    assert set(m["by_decoding"]) == {"grammar", "official"}
+    assert m["by_decoding"]["grammar"]["overall"] == m["overall"]
+    assert m["by_decoding"]["official"]["unparsed_answers"] == 0      # the authors' parser never fails
+    assert "decoding: official" in table
 
     assert main(["predict", "--checkpoint", str(out / "model"), "--image", str(tiny_data["images"] / "star" / "1.png"),
                  "--category", str(tiny_data["categories"] / "star.yaml"), "--box", "5,5,40,40",

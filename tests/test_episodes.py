@@ -245,10 +245,10 @@ def test_evaluate_pairs_predicts_each_query_once(monkeypatch):
     truth = {i: x.keypoints + rng.normal(0, 3, x.keypoints.shape) for i, x in enumerate(ds.instances)}
     calls = []
 
-    def fake_predict(model, instances, categories, batch_size, mode, progress=True):
+    def fake_predict(model, instances, categories, batch_size, mode, progress=True, decoding=("grammar",)):
         idx = [ds.instances.index(x) for x in instances]
         calls.extend(idx)
-        return [_FakePrediction(truth[i]) for i in idx]
+        return {d: [_FakePrediction(truth[i]) for i in idx] for d in decoding}
 
     monkeypatch.setattr(ev, "predict_instances", fake_predict)
     cats = {c: Category(f"cat{c}", tuple(Keypoint(f"k{j}") for j in range(3)), id=c) for c in (1, 2)}

@@ -66,3 +66,19 @@ def test_missing_splits_are_flagged_and_duplicates_refused(tmp_path, capsys):
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     assert main(["report", "--metrics", str(bad)]) == 2
+
+
+def test_each_decoding_of_a_file_is_a_row_of_its_own(tmp_path):
+    """`capellm eval --decode both` files hold the grammar's and the authors' decoding side by side."""
+    files = []
+    for s in (1, 2):
+        r = {"overall": {"PCK@0.2": 0.9, "mPCK": 0.7}, "decode": "both",
+             "annotation_file": f"mp100_split{s}_test.json", "protocol": "every instance, no supports",
+             "by_decoding": {"grammar": {"overall": {"PCK@0.2": 0.9, "mPCK": 0.7}},
+                             "official": {"overall": {"PCK@0.2": 0.8 + s / 100, "mPCK": 0.6}}}}
+        files.append(tmp_path / f"s{s}.json")
+        files[-1].write_text(json.dumps(r))
+    table = collect(files)
+    assert set(table) == {"query only, grammar decoding", "query only, official decoding"}
+    assert [table["query only, official decoding"][s]["PCK@0.2"] for s in (1, 2)] == pytest.approx([0.81, 0.82])
+    assert setting_of({"decode": "official"}) == "query only, official decoding"

@@ -34,6 +34,9 @@ def main(argv=None) -> int:
                    help="instances: every instance once (official CapeLLM); pairs: the support-query "
                         "pairs of the earlier CAPE code (200 episodes x 15 queries per category)")
     p.add_argument("--shots", type=int, default=1, help="supports per episode for --protocol pairs (1 or 5)")
+    p.add_argument("--decode", dest="cfg:eval.decode", default="both", choices=("grammar", "official", "both"),
+                   help="grammar: our constrained decoding; official: the authors' greedy decoding and regex "
+                        "parser; both (default): each, side by side in the metrics; = --eval.decode")
     add_arguments(p, sections=("data", "eval"))
     args = p.parse_args(argv)
     if args.shots < 1:

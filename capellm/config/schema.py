@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 
 MODES = ("frozen", "lora", "full")          # trainability of a component (Table 6)
 PRETRAIN_TARGETS = ("names", "keypoints")   # classes of the encoder pre-training (capellm.pretrain)
+DECODINGS = ("grammar", "official", "both")  # how evaluation decodes answers (capellm.evaluate)
+# the authors' question (github.com/Junhojuno/CapeLLM, datasets/mp100.py), used by the paper presets
+OFFICIAL_QUESTION = "Where is the {keypoint} of this object in this image? Please provide its coordinates."
 
 
 class ConfigError(ValueError):
@@ -180,7 +183,9 @@ class CropConfig:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)  # ImageNet normalisation (DINOv2)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     augment: bool = False  # training augmentation on/off (off: the deterministic eval crop)
-    scale_range: tuple[float, float] = (0.75, 1.25)  # crop side multiplier, uniform; >1 zooms out
+    scale_range: tuple[float, float] = (0.75, 1.25)  # crop side multiplier (>1 zooms out), within this range
+    scale_distribution: str = "uniform"  # uniform over scale_range | normal: N(1, scale_std) clipped to it
+    scale_std: float = 0.3
     max_rotation: float = 30.0  # degrees; rotation uniform in [-r, r] ...
     rotation_prob: float = 0.6  # ... applied with this probability (as mmpose's 0.6)
     max_shift: float = 0.0  # centre shift per axis, uniform in [-s, s], fraction of the crop side
@@ -193,6 +198,9 @@ class CropConfig:
         _check(all(s > 0 for s in self.std), f"{w}.std must be positive, got {self.std}")
         lo, hi = self.scale_range
         _check(0 < lo <= hi and math.isfinite(hi), f"{w}.scale_range must satisfy 0 < low <= high, got {self.scale_range}")
+        _check(self.scale_distribution in ("uniform", "normal"),
+               f"{w}.scale_distribution must be uniform or normal, got '{self.scale_distribution}'")
+        _check(self.scale_std >= 0, f"{w}.scale_std must be >= 0, got {self.scale_std}")
         _check(0 <= self.max_rotation <= 180, f"{w}.max_rotation must be in [0, 180] degrees, got {self.max_rotation}")
         _check(0 <= self.rotation_prob <= 1, f"{w}.rotation_prob must be in [0, 1], got {self.rotation_prob}")
         _check(0 <= self.max_shift <= 1, f"{w}.max_shift must be in [0, 1] (fraction of the side), got {self.max_shift}")
@@ -207,9 +215,18 @@ class InstructionConfig:
     keypoint_list: bool = False     # list all keypoint names of the category up front, Table 3
     category_name: bool = True      # name the category in the question ("of this horse_body")
     decimals: int = 3               # answer precision
+    # the question; {keypoint}: the keypoint's name, {object}: the category's name or "object"
+    # (the paper presets: the authors' wording, capellm.data.instructions.OFFICIAL_QUESTION)
+    question: str = "Where is the {keypoint} of the {object} in this image?"
 
     def __post_init__(self):
         _enforce_types(self, "model.instruction")
+        try:
+            self.question.format(keypoint="k", object="o")
+        except (KeyError, IndexError, ValueError) as e:
+            raise ConfigError(f"model.instruction.question may use only {{keypoint}} and {{object}}: "
+                              f"{self.question!r} ({e})") from None
+        _check("{keypoint}" in self.question, "model.instruction.question must contain {keypoint}")
         _check(self.k >= 1, f"model.instruction.k must be >= 1, got {self.k}")
         _check(1 <= self.decimals <= 6, f"model.instruction.decimals must be in 1..6, got {self.decimals}")
 
@@ -305,10 +322,14 @@ class EvalConfig:
     mode: str = "single"            # single: one keypoint per prompt (official eval); multi: k rounds
     thresholds: tuple[float, ...] = (0.05, 0.10, 0.15, 0.20, 0.25)  # PCK thresholds; mPCK = mean
     max_instances: int = -1         # evaluate only the first N instances (quick checks); -1 = all
+    # grammar: our constrained decoding; official: the authors' greedy 13 tokens and regex parser;
+    # both: each, side by side in the metrics
+    decode: str = "grammar"
 
     def __post_init__(self):
         _enforce_types(self, "eval")
         _check(self.mode in ("single", "multi"), f"eval.mode must be 'single' or 'multi', got '{self.mode}'")
+        _check(self.decode in DECODINGS, f"eval.decode must be one of {list(DECODINGS)}, got '{self.decode}'")
         _check(bool(self.thresholds) and all(0 < t < 1 for t in self.thresholds),
                "eval.thresholds must be numbers in (0, 1)")
 

@@ -25,7 +25,8 @@ Design choices:
   reference code), black outside the image. PIL samples in the "edge" convention (pixel centres
   at i + 0.5), so `warp_image` shifts by half a pixel on both sides; the test suite checks that
   a bright dot lands where `apply_affine` says, with rotation and scale.
-- Augmentation (training only): random scale, rotation with a probability, optional shift.
+- Augmentation (training only): random scale (uniform, or normal and clipped as the authors'
+  recipe), rotation with a probability, optional shift.
   No horizontal flips: flipping would swap the object's left/right keypoint names, and with a
   text answer per NAMED keypoint there is no flip-pair table to repair that for 100 categories.
   All random numbers come from the `rng` argument, always the same number of draws in the same
@@ -44,6 +45,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import torch
@@ -154,7 +156,11 @@ def crop_instance(image: Image.Image, bbox, keypoints, visible, cfg: CropConfig,
     scale, rotation, shift = 1.0, 0.0, (0.0, 0.0)
     if cfg.augment and rng is not None:
         lo, hi = cfg.scale_range
-        scale = float(rng.uniform(lo, hi))
+        if cfg.scale_distribution == "normal":   # N(1, std) clipped, by inverse CDF: still one draw
+            u = min(max(float(rng.random()), 1e-12), 1 - 1e-12)
+            scale = min(max(1.0 + cfg.scale_std * NormalDist().inv_cdf(u), lo), hi)
+        else:
+            scale = float(rng.uniform(lo, hi))
         rotate = bool(rng.random() < cfg.rotation_prob)
         angle = float(rng.uniform(-cfg.max_rotation, cfg.max_rotation))
         rotation = angle if rotate else 0.0

@@ -15,6 +15,16 @@ crop with 3 decimals. Design choices:
   model sees at test time is token-for-token the one it was trained on.
 - `PromptFormat` holds the chat markers of an LLM family. We do not use the tokenizer's Jinja chat
   template: it cannot be split into role spans, and some insert dates or default system prompts.
+- The authors' recipe is the `official` format with the `OFFICIAL_QUESTION`: plain text on a base
+  LLM, reproduced character for character from their code (datasets/conversation.py and
+  datasets/mp100.py of github.com/Junhojuno/CapeLLM): the tokenizer's begin-of-text token, the
+  image tokens, a newline, then per round
+      User: Where is the {keypoint} of this object in this image? Please provide its coordinates.
+      Reference: {description}
+      Assistant: [0.123,0.456]</s>
+  with `</s>` as literal text (not Llama 3's end token) and the next round's "User:" right after
+  it. Their decoding prompt ends at "Assistant:", so the answer span is " [x,y]</s>" with its
+  leading space.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from capellm.config import InstructionConfig
+from capellm.config import OFFICIAL_QUESTION, InstructionConfig  # noqa: F401 (OFFICIAL_QUESTION: re-exported)
 from capellm.data.categories import Category
 
 IGNORE_INDEX = -100  # label of every token that carries no loss (torch's cross-entropy default)
@@ -45,6 +55,17 @@ def format_coords(x: float, y: float, decimals: int = 3) -> str:
 
 class ParseError(ValueError):
     """An answer that is not a coordinate pair."""
+
+
+_OFFICIAL_NUMBER_RE = re.compile(r"0\.\d+")
+
+
+def parse_official(text: str) -> tuple[float, float]:
+    r"""The authors' parser (utils/valid_utils.py, decode_output): the first two matches of
+    `0\.\d+` in the answer are x and y; a missing y is 0, no match at all is (0, 0). It never
+    fails, and it cannot read 1.000."""
+    found = _OFFICIAL_NUMBER_RE.findall(text)
+    return (float(found[0]) if found else 0.0), (float(found[1]) if len(found) > 1 else 0.0)
 
 
 def parse_coords(text: str) -> tuple[float, float]:
@@ -75,6 +96,8 @@ class PromptFormat:
     assistant_start: str = ""
     answer_end: str = ""     # end-of-answer marker, part of the answer span
     turn_sep: str = ""       # between an answer and the next user turn (chatml puts a newline)
+    image_prefix: str = ""   # before the image tokens (the official format: the begin-of-text token)
+    answer_start: str = ""   # opens every answer, part of the answer span (official: a space)
 
     @classmethod
     def preset(cls, name: str, tokenizer=None) -> "PromptFormat":
@@ -90,12 +113,16 @@ class PromptFormat:
             return cls("mistral", "<s>", "[INST] ", " [/INST]", "", "</s>")
         if name == "vicuna":  # Vicuna v1.5, as in LLaVA
             return cls("vicuna", "<s>", "USER: ", " ", "ASSISTANT: ", "</s>")
+        if name == "official":  # the authors' plain-text recipe on a base LLM (module docstring)
+            bos = getattr(tokenizer, "bos_token", None) or ""
+            return cls("official", "\n", "User: ", "\n", "Assistant:", "</s>", "", image_prefix=bos,
+                       answer_start=" ")
         if name == "plain":  # tokenizers without chat markers (our tiny test tokenizer, base LMs)
             eos = getattr(tokenizer, "eos_token", None) or "</s>"
             # "A:" without a trailing space, so that byte-level BPE sees "[" at a word start
             # whether the answer is tokenised alone or with its prompt
             return cls("plain", "", "Q: ", "\n", "A:", eos)
-        raise ValueError(f"unknown prompt format '{name}' (auto, chatml, llama3, mistral, vicuna, plain)")
+        raise ValueError(f"unknown prompt format '{name}' (auto, chatml, llama3, mistral, vicuna, plain, official)")
 
 
 def detect_format(tokenizer) -> str:
@@ -158,7 +185,7 @@ def question_text(category: Category, kp: int, cfg: InstructionConfig, first: bo
         names = ", ".join(category.keypoint_names)
         lines.append(f"The {obj} has these keypoints: {names}.")
     name = category.keypoints[kp].name
-    lines.append(f"Where is the {name} of the {obj} in this image?")
+    lines.append(cfg.question.format(keypoint=name, object=obj))
     desc = category.keypoints[kp].description
     if cfg.description and desc:
         lines.append(f"Reference: {desc}")
@@ -178,7 +205,7 @@ def render_conversation(category: Category, kps: list[int], coords: np.ndarray |
         if coords is None:
             break
         x, y = coords[r]
-        segs.append(Segment("answer", format_coords(x, y, cfg.decimals) + fmt.answer_end))
+        segs.append(Segment("answer", fmt.answer_start + format_coords(x, y, cfg.decimals) + fmt.answer_end))
     return segs
 
 

@@ -26,7 +26,7 @@ import torch
 
 from capellm.data.instructions import format_coords
 
-_LAYOUT_RE = re.compile(r"^\[(\d)\.(\d+),(\d)\.(\d+)\]")
+_LAYOUT_RE = re.compile(r"\[(\d)\.(\d+),(\d)\.(\d+)\]")
 _MAX_GROUP = 3                     # digits per token the grammar accepts (Llama 3 groups by 3)
 
 
@@ -65,13 +65,14 @@ class CoordinateGrammar:
         return self._device_ids[device]
 
     @classmethod
-    def build(cls, encode, answer_end: str, decimals: int) -> "CoordinateGrammar | None":
-        """Derive the grammar from `encode` (SegmentTokenizer.encode: text -> ids, as in training).
+    def build(cls, encode, answer_end: str, decimals: int, answer_start: str = "") -> "CoordinateGrammar | None":
+        """Derive the grammar from `encode` (SegmentTokenizer.encode: text -> ids, as in training)
+        for answers `answer_start` + "[x,y]" + `answer_end`.
 
         Returns None where the format is not token-aligned; the caller then decodes unconstrained.
         """
-        base = format_coords(0.0, 0.0, decimals) + answer_end
-        m = _LAYOUT_RE.match(base)
+        base = answer_start + format_coords(0.0, 0.0, decimals) + answer_end
+        m = _LAYOUT_RE.match(base, len(answer_start))
         if m is None:
             return None
         digit_role = {}                                    # char index -> (number, is integer digit)
@@ -131,7 +132,7 @@ class CoordinateGrammar:
         # the slots compose: whole answers encode exactly as the template spells them
         for x, y in ((0.0, 0.0), (1.0, 1.0), (0.123, 0.987), (0.5, 1.0), (0.999, 0.001), (0.707, 0.31)):
             text = format_coords(x, y, decimals)
-            if encode(text + answer_end) != grammar.spell(text[1:-1].replace(".", "").split(",")):
+            if encode(answer_start + text + answer_end) != grammar.spell(text[1:-1].replace(".", "").split(",")):
                 return None
         return grammar
 

@@ -35,8 +35,8 @@ from capellm.config import ModelConfig, from_dict, portable_path, to_dict
 from capellm.data.categories import Category
 from capellm.data.crops import CropResult, clip_box, read_crop
 from capellm.data.images import ImageSource
-from capellm.data.instructions import (IGNORE_INDEX, ParseError, PromptFormat, SegmentTokenizer,
-                                       parse_coords, render_conversation, round_segments)
+from capellm.data.instructions import (IGNORE_INDEX, ParseError, PromptFormat, SegmentTokenizer, parse_coords,
+                                       parse_official, render_conversation, round_segments)
 from capellm.inference import Answer, Conversation, CoordinateGrammar, decode
 from capellm.inference.decoder import decoder_body, run_decoder
 from capellm.model.language_model import build_language_model, build_tokenizer, ensure_pad_token
@@ -46,6 +46,8 @@ from capellm.model.vision import VisionEncoder, build_vision_backbone
 from capellm.utils import atomic_write_text
 
 CONFIG_FILE = "config.yaml"
+OFFICIAL_NEW_TOKENS = 13   # what the authors' evaluation asks generate() for (utils/valid_utils.py)
+ANSWER_DECODINGS = ("grammar", "greedy", "official")
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
 
@@ -122,8 +124,16 @@ class CapeLLM(nn.Module):
 
     # ------------------------------------------------------------------ training
     def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """[B, 3, S, S] -> [B, N, D_llm] image tokens in the LLM's embedding space (Eq. 1-2)."""
-        return self.projector(self.vision(pixel_values))
+        """[B, 3, S, S] -> [B, N, D_llm] image tokens in the LLM's embedding space (Eq. 1-2),
+        after the prompt format's `image_prefix` tokens where it has one (the official format's
+        begin-of-text token: the text before the image is part of the image block)."""
+        img = self.projector(self.vision(pixel_values))                     # [B, N, D]
+        pre = self.segment_tokenizer.encode(self.fmt.image_prefix) if self.fmt.image_prefix else []
+        if pre:
+            ids = torch.tensor(pre, dtype=torch.long, device=img.device)
+            emb = self.llm.get_input_embeddings()(ids).to(img.dtype)        # [P, D]
+            img = torch.cat([emb.expand(img.shape[0], -1, -1), img], dim=1)  # [B, P + N, D]
+        return img
 
     def forward(self, batch: dict) -> dict:
         """batch: pixel_values [B,3,S,S], input_ids [B,T], attention_mask [B,T], labels [B,T]
@@ -154,7 +164,7 @@ class CapeLLM(nn.Module):
     def answer_grammar(self):
         """The coordinate format as tokens (capellm.inference.grammar), or None where the
         tokenizer does not spell it token by token (answers are then decoded unconstrained)."""
-        key = (self.fmt.answer_end, self.cfg.instruction.decimals)
+        key = (self.fmt.answer_end, self.cfg.instruction.decimals, self.fmt.answer_start)
         cached = self.__dict__.get("_grammar")
         if cached is None or cached[0] != key:
             grammar = CoordinateGrammar.build(self.segment_tokenizer.encode, *key)
@@ -164,8 +174,13 @@ class CapeLLM(nn.Module):
             cached = self.__dict__["_grammar"] = (key, grammar)
         return cached[1]
 
-    def _decode(self, image_embeds: torch.Tensor, convs: list[Conversation], constrained: bool) -> list[list[Answer]]:
-        return decode(self.llm, image_embeds, convs, grammar=self.answer_grammar() if constrained else None,
+    def _decode(self, image_embeds: torch.Tensor, convs: list[Conversation], decoding: str) -> list[list[Answer]]:
+        if decoding not in ANSWER_DECODINGS:
+            raise ValueError(f"decoding must be one of {ANSWER_DECODINGS}, got '{decoding}'")
+        if decoding == "official":    # the authors' generate(): greedy, exactly 13 new tokens
+            return decode(self.llm, image_embeds, convs, grammar=None, end_ids=[], pad_id=self.tokenizer.pad_token_id,
+                          tokenizer=self.tokenizer, max_new_tokens=OFFICIAL_NEW_TOKENS)
+        return decode(self.llm, image_embeds, convs, grammar=self.answer_grammar() if decoding == "grammar" else None,
                       end_ids=self.end_ids(), pad_id=self.tokenizer.pad_token_id, tokenizer=self.tokenizer,
                       max_new_tokens=self.cfg.max_new_tokens)
 
@@ -177,23 +192,30 @@ class CapeLLM(nn.Module):
         Unconstrained greedy by default (the raw model); constrained=True admits only "[x,y]".
         """
         convs = [Conversation(i, [list(p)]) for i, p in zip(image_index, prompts)]
-        return [a[0] for a in self._decode(image_embeds, convs, constrained)]
+        return [a[0] for a in self._decode(image_embeds, convs, "grammar" if constrained else "greedy")]
 
     @torch.no_grad()
     def predict_crops(self, crops: list[CropResult], categories: list[Category], mode: str = "single",
-                      keypoints: list[list[int]] | None = None, constrained: bool = True) -> list[Prediction]:
+                      keypoints: list[list[int]] | None = None, constrained: bool = True,
+                      decoding: str | None = None) -> list[Prediction]:
         """Ask for keypoints of already-cropped instances; returns predictions in image pixels.
 
         keypoints[i]: which keypoint indices to ask for instance i (default: all).
         mode: "single" asks each keypoint in its own prompt (the official evaluation);
               "multi" asks k per conversation, each answer staying in context (as trained).
-        constrained: decode only well-formed coordinates (capellm.inference.grammar); False gives the
-              model's unconstrained greedy answers.
+        decoding: "grammar" (default): only well-formed coordinates (capellm.inference.grammar);
+              "greedy": the model's unconstrained greedy answers up to its end marker;
+              "official": the authors' way, greedy for exactly 13 new tokens, read with their
+              regex parser (`parse_official`: never missing, unreadable numbers become 0); one
+              keypoint per prompt whatever `mode` says. constrained=False is "greedy".
         One pass of the decoding engine serves the whole batch: every image is encoded once, and
         its image tokens and common prompt prefix are prefilled once for all of its queries.
         """
         if mode not in ("single", "multi"):
             raise ValueError(f"mode must be 'single' or 'multi', got '{mode}'")
+        decoding = decoding or ("grammar" if constrained else "greedy")
+        if decoding == "official":
+            mode = "single"
         was_training = self.training
         self.eval()
         pix = torch.stack([c.pixel_values for c in crops]).to(self.device)
@@ -213,14 +235,15 @@ class CapeLLM(nn.Module):
                 convs.append(Conversation(i, rounds))
                 where.append((i, group))
         answers: list[dict[int, Answer]] = [{} for _ in crops]
-        for (i, group), got in zip(where, self._decode(img, convs, constrained)):
+        for (i, group), got in zip(where, self._decode(img, convs, decoding)):
             for kp, a in zip(group, got):
                 answers[i][kp] = a
         if was_training:
             self.train()
-        return [self._to_prediction(c, cat, ans) for c, cat, ans in zip(crops, categories, answers)]
+        parse = parse_official if decoding == "official" else parse_coords
+        return [self._to_prediction(c, cat, ans, parse) for c, cat, ans in zip(crops, categories, answers)]
 
-    def _to_prediction(self, crop: CropResult, cat: Category, ans: dict[int, Answer]) -> Prediction:
+    def _to_prediction(self, crop: CropResult, cat: Category, ans: dict[int, Answer], parse=parse_coords) -> Prediction:
         k = cat.num_keypoints
         norm = np.full((k, 2), np.nan)
         conf = np.zeros(k)
@@ -234,7 +257,7 @@ class CapeLLM(nn.Module):
             texts[i] = a.text
             conf[i] = a.confidence
             try:
-                norm[i] = parse_coords(a.text)
+                norm[i] = parse(a.text)
             except ParseError as e:
                 missing[i] = str(e) if a.finished else f"{e} (no end marker within the token budget)"
         pts = np.full((k, 2), np.nan)
