@@ -118,7 +118,7 @@ def pretrain_encoder(vision: nn.Module, instances: list[Instance], categories: d
     # a constant learning rate, as in the sweeps of research/demo_reading.md (with warm-up and cosine
     # decay the probe below scored 55.2 instead of 57.3)
     opt = torch.optim.AdamW([*vision.parameters(), *head.parameters()], lr=lr)
-    side = crop.input_size // vision.patch_size
+    side = vision.grid_side(crop.input_size)
     pick = np.random.default_rng([seed, 7])
     image = _ImageCache()
     was_training = vision.training

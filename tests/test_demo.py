@@ -75,7 +75,9 @@ def test_ablate_instruction_study_resumes(tiny_synth, tmp_path):
     assert main(args) == 0
     done = json.loads((out / "ablations.json").read_text())
     assert set(done) == {"instruction/name only", "instruction/name + description",
-                         "instruction/name + keypoint list"}
+                         "instruction/name + description + keypoint list"}
+    third = done["instruction/name + description + keypoint list"]["instruction"]
+    assert third["description"] and third["keypoint_list"]               # Table 3's third row
     assert done["instruction/name only"]["overrides"] == {"description": False}
     assert done["instruction/name only"]["instruction"]["description"] is False
     assert {r["steps"] for r in done.values()} == {2}
@@ -94,19 +96,51 @@ def test_ablate_scales_steps_by_k_and_trains_identical_variants_once(tiny_synth,
     trained = []
 
     def fake_run(cfg):
-        trained.append((cfg.model.instruction.k, cfg.model.instruction.description, cfg.train.max_steps))
+        trained.append((cfg.model.instruction.k, cfg.model.instruction.description, cfg.train.max_steps,
+                        cfg.model.vision.mode, cfg.model.vision.random_config["model_type"]))
         return {"train_seconds": 1.0, "PCK@0.05": 0.1, "PCK@0.1": 0.2, "PCK@0.2": 0.3, "mPCK": 0.2,
                 "unparsed_answers": 0}
 
     monkeypatch.setattr(ablate, "run_variant", fake_run)
     out = tmp_path / "abl"
-    assert main(["--data", str(tiny_synth), "--out", str(out), "--steps", "8"]) == 0
-    # k = 4 is the demo's instruction: already trained as "name only"
-    assert [k for k, _, _ in trained] == [4, 4, 4, 1, 2, 6, 8]      # 3 instruction variants, then k
-    assert [d for _, d, _ in trained] == [False, True, False, False, False, False, False]
-    assert {k: steps for k, _, steps in trained} == {4: 8, 1: 32, 2: 16, 6: 5, 8: 4}
+    for study in ("instruction", "rounds", "encoder", "backbone"):
+        assert main(["--study", study, "--data", str(tiny_synth), "--out", str(out), "--steps", "8"]) == 0
+    # the demo's row (name only, k = 4, frozen ViT) is trained once and reused by every study
+    assert [t[0] for t in trained] == [4, 4, 4, 1, 2, 6, 8, 4, 4, 4, 4]
+    assert [t[1] for t in trained] == [False, True, True, False, False, False, False, False, False, False, False]
+    assert {k: steps for k, _, steps, _, _ in trained} == {4: 8, 1: 32, 2: 16, 6: 5, 8: 4}
+    assert [t[3] for t in trained[7:]] == ["lora", "full", "frozen", "frozen"]
+    assert [t[4] for t in trained[7:]] == ["dinov2", "dinov2", "dinov2_with_registers", "hiera"]
     done = json.loads((out / "ablations.json").read_text())
     assert done["rounds/k = 4"]["steps"] == 8 and done["rounds/k = 4"]["mPCK"] == 0.2
     assert done["rounds/k = 4"]["variant"] == "k = 4" and done["rounds/k = 4"]["overrides"] == {"k": 4}
+    assert done["encoder/encoder frozen"]["resolved"] == done["instruction/name only"]["resolved"]
     md = (out / "ablations.md").read_text()
-    assert "| k = 1 | 32 |" in md and "| name only | 8 |" in md
+    assert "| Hiera shape | 8 |" in md
+
+
+def test_ablate_names_study_scores_paraphrased_names(tiny_synth, tmp_path, monkeypatch):
+    """Figure 4: the same trained model, the horse's keypoint names said another way."""
+    import yaml
+
+    from capellm import ablate
+    from capellm.cli.ablate import main
+    from capellm.synth import category_definition
+
+    para = tmp_path / "para"
+    para.mkdir()
+    names = category_definition("horse").keypoint_names
+    (para / "horse.yaml").write_text(yaml.safe_dump({"category": "horse",
+                                                     "renames": {n: f"the {n} part" for n in names}}))
+    monkeypatch.setattr(ablate, "PARAPHRASES", para)
+    out = tmp_path / "abl"
+    assert main(["--study", "names", "--data", str(tiny_synth), "--out", str(out), "--steps", "2",
+                 "--pretrain-steps", "1"]) == 0
+    done = json.loads((out / "ablations.json").read_text())
+    same, other = done["names/names as trained"], done["names/paraphrased names"]
+    assert set(same["paraphrased_categories"]) == set(other["paraphrased_categories"]) == {"horse"}
+    renamed = yaml.safe_load((out / "paraphrased_categories" / "horse.yaml").read_text())
+    assert [k["name"] for k in renamed["keypoints"]] == [f"the {n} part" for n in names]
+    original = yaml.safe_load((tiny_synth / "categories" / "horse.yaml").read_text())
+    assert [k["description"] for k in renamed["keypoints"]] == [k["description"] for k in original["keypoints"]]
+    assert "paraphrased names: horse PCK@0.2" in (out / "ablations.md").read_text()

@@ -1,6 +1,6 @@
-"""`capellm ablate`: the paper's instruction ablations (Tables 3 and 4) on the synthetic benchmark.
+"""`capellm ablate`: the paper's ablations (Tables 3, 4, 6 and Figure 4) on the synthetic benchmark.
 
-    capellm ablate [--study instruction|rounds|all] [--out runs/ablations] [--steps N]
+    capellm ablate [--study instruction|rounds|encoder|backbone|names|all] [--out runs/ablations] [--steps N]
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import argparse
 
 
 def main(argv=None) -> int:
-    from capellm.ablate import STUDIES, run_studies
+    from capellm.ablate import NAMES_STUDY, STUDIES, run_studies
 
     p = argparse.ArgumentParser(prog="capellm ablate",
-                                description="Instruction ablations (paper Tables 3 and 4) on the synthetic benchmark.")
-    p.add_argument("--study", choices=(*STUDIES, "all"), default="all")
+                                description="The paper's ablations (Tables 3, 4, 6, Figure 4) on the synthetic benchmark.")
+    p.add_argument("--study", choices=(*STUDIES, NAMES_STUDY, "all"), default="all")
     p.add_argument("--data", default="data/synth")
     p.add_argument("--out", default="runs/ablations")
     p.add_argument("--split", type=int, default=1, choices=range(1, 6))
@@ -22,6 +22,6 @@ def main(argv=None) -> int:
                    help="encoder pre-training steps per variant (default: the demo's)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    studies = list(STUDIES) if args.study == "all" else [args.study]
+    studies = [*STUDIES, NAMES_STUDY] if args.study == "all" else [args.study]
     print(run_studies(studies, args.data, args.out, args.split, args.steps, args.pretrain_steps, args.seed))
     return 0

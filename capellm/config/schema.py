@@ -125,7 +125,8 @@ class VisionConfig:
     name_or_path: str = "facebook/dinov2-large"  # hub id, path under the model root, or "random"
     random_config: dict = field(default_factory=dict)  # HF config kwargs when name_or_path="random"
     mode: str = "lora"              # frozen | lora | full (Table 6: encoder trainability)
-    lora: LoRAConfig = field(default_factory=lambda: LoRAConfig(targets=("query", "value", "q_proj", "v_proj")))
+    # query/value layers of any HF ViT; "qkv": a fused [q; k; v] layer (Hiera), adapted on q and v
+    lora: LoRAConfig = field(default_factory=lambda: LoRAConfig(targets=("query", "value", "q_proj", "v_proj", "qkv")))
     features: str = "patch"         # "patch": patch tokens only; "all": also CLS/register tokens
     lr_scale: float = 1.0           # learning rate of this component = train.lr * lr_scale
 

@@ -9,6 +9,12 @@ of a module's name (`q_proj`, `v_proj`, `query`, `value`, ...).
     y = W x + (alpha / r) * B(A(dropout(x)))      A: [r, in], B: [out, r], B initialised to 0
 
 so a freshly wrapped model computes exactly what the base model computes.
+
+Fused projections: encoders that compute query, key and value in one linear layer (Hiera's
+`qkv`, output [q; k; v]) get one rank-r adapter on the query third and one on the value third
+(targets named in `FUSED_QKV`), so "LoRA on query and value" means the same on every encoder.
+The two adapters are stored as one A [2r, in] and one B [out, 2r] whose blocks outside q and v are
+held at zero by a fixed mask.
 """
 
 from __future__ import annotations
@@ -21,22 +27,39 @@ from torch import nn
 from capellm.config import LoRAConfig
 
 
-class LoRALinear(nn.Module):
-    """A frozen nn.Linear plus a trainable low-rank update."""
+FUSED_QKV = ("qkv",)   # module names of fused [q; k; v] projections
 
-    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float):
+
+class LoRALinear(nn.Module):
+    """A frozen nn.Linear plus a trainable low-rank update (on `parts` of a fused output)."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float, dropout: float,
+                 parts: tuple[int, ...] | None = None, n_parts: int = 1):
         super().__init__()
         self.base = base
         self.rank = rank
         self.scale = alpha / rank
+        k = len(parts) if parts else 1
         # adapters stay float32 whatever the base holds (bf16, or packed 4-bit integers): they are
         # the trained weights, and AdamW on bf16 parameters loses small updates
         dev = base.weight.device
-        self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, dtype=torch.float32, device=dev))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, dtype=torch.float32, device=dev))
+        self.lora_A = nn.Parameter(torch.empty(k * rank, base.in_features, dtype=torch.float32, device=dev))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, k * rank, dtype=torch.float32, device=dev))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
+        self.register_buffer("mask", None, persistent=False)
+        if parts:
+            if base.out_features % n_parts:
+                raise ValueError(f"a fused layer of {base.out_features} outputs is not {n_parts} equal parts")
+            seg = base.out_features // n_parts
+            mask = torch.zeros(base.out_features, k * rank, device=dev)
+            for j, p in enumerate(parts):
+                mask[p * seg:(p + 1) * seg, j * rank:(j + 1) * rank] = 1
+            self.register_buffer("mask", mask, persistent=False)   # [out, k r]: each adapter's rows
+
+    def _b(self) -> torch.Tensor:
+        return self.lora_B if self.mask is None else self.lora_B * self.mask
 
     @property
     def weight(self) -> torch.Tensor:  # some HF code reads .weight of projections (dtype checks)
@@ -47,7 +70,7 @@ class LoRALinear(nn.Module):
         if self.merged:
             return out
         a = self.lora_A.to(x.dtype)
-        b = self.lora_B.to(x.dtype)
+        b = self._b().to(x.dtype)
         return out + (self.dropout(x) @ a.t() @ b.t()) * self.scale
 
     @torch.no_grad()
@@ -56,13 +79,13 @@ class LoRALinear(nn.Module):
         if not self.merged:
             if not self.base.weight.is_floating_point():
                 raise TypeError("cannot merge LoRA into quantised base weights; keep the adapters unmerged")
-            self.base.weight += (self.lora_B @ self.lora_A * self.scale).to(self.base.weight.dtype)
+            self.base.weight += (self._b() @ self.lora_A * self.scale).to(self.base.weight.dtype)
             self.merged = True
 
     @torch.no_grad()
     def unmerge(self) -> None:
         if self.merged:
-            self.base.weight -= (self.lora_B @ self.lora_A * self.scale).to(self.base.weight.dtype)
+            self.base.weight -= (self._b() @ self.lora_A * self.scale).to(self.base.weight.dtype)
             self.merged = False
 
 
@@ -76,7 +99,8 @@ def apply_lora(module: nn.Module, cfg: LoRAConfig) -> list[str]:
         if isinstance(child, nn.Linear) and name.split(".")[-1] in cfg.targets:
             parent_name, _, attr = name.rpartition(".")
             parent = module.get_submodule(parent_name) if parent_name else module
-            setattr(parent, attr, LoRALinear(child, cfg.rank, cfg.alpha, cfg.dropout))
+            fused = dict(parts=(0, 2), n_parts=3) if attr in FUSED_QKV else {}      # q and v of [q; k; v]
+            setattr(parent, attr, LoRALinear(child, cfg.rank, cfg.alpha, cfg.dropout, **fused))
             wrapped.append(name)
     if not wrapped:
         linear = sorted({n.split(".")[-1] for n, m in module.named_modules() if isinstance(m, nn.Linear)})

@@ -2,8 +2,13 @@
 
 CapeLLM (Sec. 3.1) feeds the LLM the encoder's patch features of the 224 px crop, projected to the
 LLM's width. We read `last_hidden_state` and, by default, keep only the patch tokens: the last
-(H/p)*(W/p) tokens, which drops the CLS token and any register tokens (DINOv2 with registers)
-without knowing each model's layout. `features="all"` keeps them.
+`grid_side(S)**2` tokens, which drops the CLS token and any register tokens (DINOv2 with
+registers) without knowing each model's layout. `features="all"` keeps them.
+
+The patch grid depends on the architecture: a plain ViT (DINOv2) has one token per patch,
+(S / patch)^2; a hierarchical encoder (Hiera) pools its tokens stage by stage and ends with
+(S / patch_stride / query_stride^num_query_pool)^2, with no CLS token (Table 6's Hiera row:
+7 x 7 = 49 tokens at 224 px for the released configurations, not 256).
 """
 
 from __future__ import annotations
@@ -66,6 +71,10 @@ def sincos_2d(side: int, dim: int) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
+def _first(v) -> int:
+    return v if isinstance(v, int) else int(v[0])
+
+
 class VisionEncoder(nn.Module):
     def __init__(self, backbone: nn.Module, features: str = "patch"):
         super().__init__()
@@ -73,11 +82,19 @@ class VisionEncoder(nn.Module):
         self.features = features
         c = backbone.config
         self.hidden_size = c.hidden_size
-        self.patch_size = c.patch_size if isinstance(c.patch_size, int) else c.patch_size[0]
+        self.patch_size = _first(c.patch_size)
+        self.hierarchical = hasattr(c, "query_stride")       # Hiera: tokens pooled stage by stage
+
+    def grid_side(self, image_size: int) -> int:
+        """Side of the grid of patch tokens the encoder yields for an image_size x image_size crop."""
+        c = self.backbone.config
+        if self.hierarchical:
+            return image_size // _first(c.patch_stride) // _first(c.query_stride) ** c.num_query_pool
+        return image_size // self.patch_size
 
     def num_tokens(self, image_size: int) -> int:
-        n = (image_size // self.patch_size) ** 2
-        if self.features == "all":
+        n = self.grid_side(image_size) ** 2
+        if self.features == "all" and not self.hierarchical:
             n += 1 + getattr(self.backbone.config, "num_register_tokens", 0)
         return n
 
@@ -85,6 +102,5 @@ class VisionEncoder(nn.Module):
         """pixel_values [B, 3, S, S] -> tokens [B, N, D_vision]."""
         h = self.backbone(pixel_values=pixel_values).last_hidden_state  # [B, prefix + N, D]
         if self.features == "patch":
-            n = (pixel_values.shape[-2] // self.patch_size) * (pixel_values.shape[-1] // self.patch_size)
-            h = h[:, -n:]
+            h = h[:, -self.grid_side(pixel_values.shape[-1]) ** 2:]
         return h
