@@ -43,7 +43,7 @@ def demo_config(data: str = "data/synth", out: str = "runs/demo", split: int = 1
 
 
 def run(cfg, data: str, split: int = 1, preset_name: str = "demo", pictures: int = 8, resume: bool = False,
-        say=print) -> dict:
+        say=print, overwrite: bool = False) -> dict:
     """Generate (if needed), train, evaluate beside the baselines, draw; returns the summary
     (also written to `<train.out_dir>/metrics.json`). `say` receives one line per stage."""
     import torch
@@ -79,7 +79,7 @@ def run(cfg, data: str, split: int = 1, preset_name: str = "demo", pictures: int
     t = time.time()
     say(f"[2/4] training preset '{preset_name}' on the train categories ...")
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    final = train(cfg, resume=resume)
+    final = train(cfg, resume=resume, overwrite=overwrite)
     times["train"] = time.time() - t
 
     t = time.time()

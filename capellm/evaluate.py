@@ -14,6 +14,7 @@ which scores the same instances each way: the metrics' top level is the grammar'
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
@@ -25,11 +26,13 @@ from capellm.config import EvalConfig
 from capellm.data.categories import Category
 from capellm.data.coco import Instance, KeypointDataset
 from capellm.data.crops import crop_instance
-from capellm.data.images import load_image
+from capellm.data.images import ImageError, load_image
 from capellm.metrics import PCKAccumulator, format_table
 from capellm.model.capellm import CapeLLM, Prediction
 from capellm.utils import atomic_write_json
 
+
+log = logging.getLogger("capellm.evaluate")
 
 def category_labels(dataset: KeypointDataset, categories: dict[int, Category]) -> dict[int, str]:
     """Readable, unique category names for reports (MP-100 has two categories called 'face')."""
@@ -50,15 +53,23 @@ def predict_instances(model: CapeLLM, instances: list[Instance], categories: dic
                       batch_size: int, mode: str, progress: bool = True,
                       decoding: tuple[str, ...] = ("grammar",)) -> dict[str, list[Prediction]]:
     """Predictions for every keypoint of every instance, in image pixels, by each decoding (every
-    crop is made once for all of them)."""
-    preds: dict[str, list[Prediction]] = {d: [] for d in decoding}
+    crop is made once for all of them). An instance whose image fails to decode gets None (and a
+    warning) instead of ending the evaluation: the caller scores the others and reports it."""
+    preds: dict[str, list[Prediction | None]] = {d: [] for d in decoding}
     for i in tqdm(range(0, len(instances), batch_size), disable=not progress, desc="eval", dynamic_ncols=True):
         chunk = instances[i:i + batch_size]
-        crops = [crop_instance(load_image(x.image_path), x.bbox, x.keypoints, x.visible, model.cfg.crop)
-                 for x in chunk]
-        cats = [categories[x.category_id] for x in chunk]
+        crops = []
+        for x in chunk:
+            try:
+                crops.append(crop_instance(load_image(x.image_path), x.bbox, x.keypoints, x.visible, model.cfg.crop))
+            except ImageError as e:
+                log.warning("instance %s left out: %s", x.ann_id, e)
+                crops.append(None)
+        good = [j for j, c in enumerate(crops) if c is not None]
+        cats = [categories[chunk[j].category_id] for j in good]
         for d in decoding:
-            preds[d].extend(model.predict_crops(crops, cats, mode=mode, decoding=d))
+            got = iter(model.predict_crops([crops[j] for j in good], cats, mode=mode, decoding=d) if good else [])
+            preds[d].extend(next(got) if c is not None else None for c in crops)
     return preds
 
 
@@ -93,16 +104,22 @@ def evaluate(model: CapeLLM, dataset: KeypointDataset, categories: dict[int, Cat
                               progress and rank == 0, tuple(names))
     labels = category_labels(dataset, categories)
     results = {}
+    failed = []
     for d in names:
-        rows = _gathered([(i, p.keypoints, len(p.missing)) for i, p in zip(mine, preds[d])], accelerator)
+        rows = _gathered([(i, p.keypoints, len(p.missing)) for i, p in zip(mine, preds[d]) if p is not None],
+                         accelerator)
+        failed = _gathered([instances[i].ann_id for i, p in zip(mine, preds[d]) if p is None], accelerator)
         acc = PCKAccumulator(cfg.thresholds)
         n_missing = 0
         for i, kps, miss in sorted(rows, key=lambda r: r[0]):
             x = instances[i]
             acc.add(labels[x.category_id], kps, x.keypoints, x.visible, x.bbox)
             n_missing += miss
+        if not rows:
+            raise ImageError(f"{dataset.path}: no instance's image could be decoded (e.g. annotation {failed[0]})")
         results[d] = {**acc.result(), "unparsed_answers": n_missing}
     result = _side_by_side(results, cfg)
+    result["failed_instances"] = sorted(failed)         # images that did not decode: not scored
     result["annotation_file"] = str(dataset.path)
     result["protocol"] = "every instance, no supports"
     result["mode"] = cfg.mode
@@ -207,11 +224,16 @@ def evaluate_pairs(model: CapeLLM, dataset: KeypointDataset, categories: dict[in
                               progress and rank == 0, tuple(names))
     labels = category_labels(dataset, categories)
     results = {}
+    failed: list = []
     for d in names:
-        rows = _gathered([(i, p.keypoints, len(p.missing)) for i, p in zip(mine, preds[d])], accelerator)
-        results[d] = {**score_pairs(dataset, pairs, {i: kps for i, kps, _ in rows}, labels, cfg.thresholds),
+        rows = _gathered([(i, p.keypoints, len(p.missing)) for i, p in zip(mine, preds[d]) if p is not None],
+                         accelerator)
+        failed = _gathered([i for i, p in zip(mine, preds[d]) if p is None], accelerator)
+        scored = [pr for pr in pairs if pr.query not in set(failed)]   # a query that did not decode: left out
+        results[d] = {**score_pairs(dataset, scored, {i: kps for i, kps, _ in rows}, labels, cfg.thresholds),
                       "unparsed_answers": sum(miss for _, _, miss in rows)}
     result = _side_by_side(results, cfg)
+    result["failed_instances"] = sorted(dataset.instances[i].ann_id for i in failed)
     result["annotation_file"] = str(dataset.path)
     result["protocol"] = f"support-query pairs, {shots}-shot"
     result["shots"] = shots

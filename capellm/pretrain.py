@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -41,7 +40,7 @@ from capellm.data.coco import Instance
 from capellm.config import PRETRAIN_TARGETS as TARGETS
 from capellm.config import CropConfig
 from capellm.data.crops import crop_instance
-from capellm.data.images import load_image
+from capellm.data.images import ImageCache
 
 log = logging.getLogger("capellm.pretrain")
 
@@ -61,22 +60,6 @@ def keypoint_classes(categories: dict[int, Category], target: str = "names") -> 
             classes[cid] = list(range(start, start + len(kps)))
             start += len(kps)
     return classes
-
-
-class _ImageCache:
-    """The last `size` decoded images (the synthetic benchmark fits whole; MP-100 does not)."""
-
-    def __init__(self, size: int = 2048):
-        self.size, self.images = size, OrderedDict()
-
-    def __call__(self, path):
-        if path in self.images:
-            self.images.move_to_end(path)
-        else:
-            self.images[path] = load_image(path)
-            if len(self.images) > self.size:
-                self.images.popitem(last=False)
-        return self.images[path]
 
 
 def patch_loss(out: torch.Tensor, classes: list[torch.Tensor], points: list[torch.Tensor], side: int) -> torch.Tensor:
@@ -99,7 +82,7 @@ def patch_loss(out: torch.Tensor, classes: list[torch.Tensor], points: list[torc
 
 def pretrain_encoder(vision: nn.Module, instances: list[Instance], categories: dict[int, Category],
                      crop: CropConfig, steps: int, batch_size: int = 64, lr: float = 2e-3,
-                     target: str = "names", seed: int = 0, device=None) -> dict:
+                     target: str = "names", seed: int = 0, device=None, image_cache: ImageCache | None = None) -> dict:
     """Train `vision` (a `capellm.model.vision.VisionEncoder`) in place, as the module docstring
     says. Returns {"loss": (first, mean of the last 20), "seconds": ..., "head": the trained head,
     [D] -> [3 * classes], for probes (`research/encoder_probe.py`)}."""
@@ -120,7 +103,7 @@ def pretrain_encoder(vision: nn.Module, instances: list[Instance], categories: d
     opt = torch.optim.AdamW([*vision.parameters(), *head.parameters()], lr=lr)
     side = vision.grid_side(crop.input_size)
     pick = np.random.default_rng([seed, 7])
-    image = _ImageCache()
+    image = image_cache if image_cache is not None else ImageCache()
     was_training = vision.training
     vision.train()
     losses, t0 = [], time.time()

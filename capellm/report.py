@@ -22,6 +22,8 @@ import json
 import re
 from pathlib import Path
 
+from capellm.errors import CapellmError
+
 # published PCK@0.2 means over the 5 splits (MP-100 README; CapeLLM paper Table 2)
 PAPER_MEANS = [
     ("CapeFormer", "pairs, 1-shot", 85.32), ("CapeFormer", "pairs, 5-shot", 89.30),
@@ -32,7 +34,7 @@ PAPER_MEANS = [
 SPLITS = (1, 2, 3, 4, 5)
 
 
-class ReportError(ValueError):
+class ReportError(CapellmError):
     """A metrics file cannot be placed in the table; the message names the file."""
 
 

@@ -6,7 +6,13 @@ Each process takes every world_size-th batch of the epoch's order; gradients are
 
 Resume is exact. The data order, grouping and augmentation are pure functions of (seed, epoch,
 index) (capellm.data.dataset), so the loop state is just (epoch, batch, step) plus the optimizer,
-scheduler and RNG states, all in each checkpoint.
+scheduler and RNG states, all in each checkpoint (capellm.checkpoint; JSON and safetensors only).
+
+The run folder is guarded (`prepare_run_folder`): one run writes into it at a time (a lock); a
+folder holding an earlier run is continued only with `resume`, replaced only with `overwrite`;
+a resumed run must have the configuration it was started with, except for the fields of
+`RESUME_MAY_CHANGE`; and a loss that stops being finite ends the run before anything of that
+step is saved.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import contextlib
 import json
 import logging
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +31,10 @@ import yaml
 from tqdm import tqdm
 
 from capellm import checkpoint as ckpt
-from capellm.config import RunConfig, to_dict
+from capellm.config import ConfigError, RunConfig, from_dict, to_dict
 from capellm.data.coco import load_keypoint_dataset
 from capellm.data.dataset import InstructionDataset, categories_for, collate, epoch_order
+from capellm.errors import CheckpointError, TrainingError
 from capellm.data.instructions import instruction_corpus
 from capellm.model.capellm import CapeLLM
 from capellm.model.language_model import build_tokenizer
@@ -69,14 +77,19 @@ def make_accelerator(cfg: RunConfig):
 
 def build_training(cfg: RunConfig, accelerator):
     """Model, data set, optimiser and scheduler for `cfg` (identical on every process)."""
-    data = load_keypoint_dataset(cfg.data.train_file, cfg.data.image_root or None)
+    data = load_keypoint_dataset(cfg.data.train_file, cfg.data.image_root or None,
+                                 allow_outside_root=cfg.data.allow_outside_root)
     if cfg.data.only_present:
         from capellm.data.mp100 import filter_present
 
         data, report = filter_present(data)
         log.info("data.only_present: training on %d of %d instances (dropped: %s)", report["kept"],
                  report["instances"], report["dropped"])
-    cats = categories_for(data, cfg.data.categories)
+    else:
+        from capellm.data.mp100 import require_images
+
+        require_images(data)           # a missing image fails now, not at the step that reaches it
+    cats = categories_for(data, cfg.data.categories, cfg.data.match_keypoint_names)
     tokenizer = None
     if cfg.model.llm.tokenizer.startswith("bpe:"):
         tokenizer = build_tokenizer(cfg.model.llm, instruction_corpus(list(cats.values()), cfg.model.instruction))
@@ -115,12 +128,11 @@ def save_checkpoint(accelerator, model, opt, sched, state: LoopState, cfg: RunCo
         ckpt.clean_partial(out)
         tmp.mkdir(parents=True)
     accelerator.wait_for_everyone()
-    torch.save(ckpt.rng_state(), tmp / f"rng_rank{accelerator.process_index}.pt")
+    ckpt.save_rng(tmp / f"rng_rank{accelerator.process_index}.json")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         accelerator.unwrap_model(model).save_pretrained(tmp)
-        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "loop": vars(state).copy(), "world_size": accelerator.num_processes}, tmp / "trainer_state.pt")
+        ckpt.save_trainer_state(tmp, opt, sched, vars(state).copy(), accelerator.num_processes)
         tmp.rename(final)
         ckpt.prune(out, cfg.train.keep_last)
     accelerator.wait_for_everyone()
@@ -132,15 +144,76 @@ def load_checkpoint(path: Path, accelerator, model, opt, sched) -> LoopState:
 
     from capellm.model.capellm import WEIGHTS_FILE
 
-    st = torch.load(path / "trainer_state.pt", weights_only=False)
-    if st["world_size"] != accelerator.num_processes:
-        raise RuntimeError(f"{path}: saved with {st['world_size']} processes, resuming with "
-                           f"{accelerator.num_processes}; exact resume needs the same number")
+    optimizer, scheduler, loop, world = ckpt.load_trainer_state(path)
+    if world != accelerator.num_processes:
+        raise CheckpointError(f"{path}: saved with {world} processes, resuming with "
+                              f"{accelerator.num_processes}; exact resume needs the same number")
     accelerator.unwrap_model(model).load_trained_state_dict(load_file(str(path / WEIGHTS_FILE)), str(path))
-    opt.load_state_dict(st["optimizer"])
-    sched.load_state_dict(st["scheduler"])
-    ckpt.set_rng_state(torch.load(path / f"rng_rank{accelerator.process_index}.pt", weights_only=False))
-    return LoopState(**st["loop"])
+    opt.load_state_dict(optimizer)
+    sched.load_state_dict(scheduler)
+    ckpt.set_rng_state(ckpt.load_rng(path / f"rng_rank{accelerator.process_index}.json"))
+    return LoopState(**loop)
+
+
+# what a resumed run may change: how it logs, saves and loads, and how long it trains (the
+# schedule then runs to the new end), not what it computes
+RESUME_MAY_CHANGE = ("train.log_every", "train.save_every", "train.keep_last", "train.num_workers",
+                     "train.out_dir", "train.max_steps", "train.epochs", "data.image_root",
+                     "data.val_file", "data.test_file")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "random_config":
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_changes(old: dict, new: dict) -> list[str]:
+    """'field: old -> new' for every field a resumed run may not change."""
+    a, b = _flat(old), _flat(new)
+    return [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and not k.startswith("eval.") and k not in RESUME_MAY_CHANGE]
+
+
+def prepare_run_folder(cfg: RunConfig, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix runs in train.out_dir (module docstring); then write run_config.yaml."""
+    out = Path(cfg.train.out_dir)
+    config_file = out / "run_config.yaml"
+    earlier = [p.name for p in (config_file, out / "checkpoints", out / "model") if p.exists()]
+    if earlier and overwrite:
+        for name in ("checkpoints", "model", "model.tmp", "model.old"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in ("run_config.yaml", "train.log"):
+            (out / name).unlink(missing_ok=True)
+    elif earlier and not resume:
+        raise TrainingError(f"{out}: holds an earlier run ({', '.join(earlier)}); continue it with --resume, "
+                            f"replace it with --overwrite, or choose another train.out_dir")
+    elif earlier and config_file.exists():
+        try:
+            old = yaml.safe_load(config_file.read_text())
+            old = to_dict(from_dict(RunConfig, old or {}))       # fields added since then: their defaults
+        except (yaml.YAMLError, ConfigError) as e:
+            raise TrainingError(f"{config_file}: cannot read the run's configuration ({e})") from None
+        changes = config_changes(old, to_dict(cfg))
+        if changes:
+            raise TrainingError(f"{config_file}: --resume continues the run as it was configured, but "
+                                f"{len(changes)} field(s) differ: {'; '.join(changes[:6])}"
+                                f"{' ...' if len(changes) > 6 else ''}; start a new run in another "
+                                f"train.out_dir to change them")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(config_file, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+def _require_finite(loss: torch.Tensor, out: Path, step: int) -> None:
+    """End the run before a non-finite loss reaches the weights (and so a checkpoint)."""
+    if not torch.isfinite(loss.detach()):
+        raise TrainingError(f"{out}: the loss is {float(loss.detach())} at step {step}; stopped before saving "
+                            f"anything of it (last checkpoint: {ckpt.latest_checkpoint(out) or 'none'}); lower "
+                            f"train.lr or train it in float32 (--train.mixed_precision no)")
 
 
 def _log_line(cfg: RunConfig, record: dict) -> None:
@@ -148,14 +221,25 @@ def _log_line(cfg: RunConfig, record: dict) -> None:
         f.write(json.dumps(record) + "\n")
 
 
-def train(cfg: RunConfig, resume: bool = False, stop_after_steps: int | None = None) -> Path:
-    """Train; returns the folder of the final model. `stop_after_steps` ends the process early
-    (after saving) to simulate an interruption in tests."""
-    accelerator = make_accelerator(cfg)
+def train(cfg: RunConfig, resume: bool = False, stop_after_steps: int | None = None,
+          overwrite: bool = False) -> Path:
+    """Train; returns the folder of the final model. resume: continue the run in train.out_dir
+    (or start one there); overwrite: replace the run there. `stop_after_steps` ends the process
+    early (after saving) to simulate an interruption in tests."""
     out = Path(cfg.train.out_dir)
-    if accelerator.is_main_process:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "run_config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"{out}: train.out_dir is a file, not a folder")
+    accelerator = make_accelerator(cfg)
+    lock = ckpt.RunLock(cfg.train.out_dir) if accelerator.is_main_process else contextlib.nullcontext()
+    with lock:
+        if accelerator.is_main_process:
+            prepare_run_folder(cfg, resume, overwrite)
+        accelerator.wait_for_everyone()
+        return _train(cfg, accelerator, resume, stop_after_steps)
+
+
+def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | None) -> Path:
+    out = Path(cfg.train.out_dir)
     model, ds, opt, sched, batches_per_epoch, total = build_training(cfg, accelerator)
     state = LoopState()
     last = ckpt.latest_checkpoint(out) if resume else None
@@ -179,50 +263,54 @@ def train(cfg: RunConfig, resume: bool = False, stop_after_steps: int | None = N
     t0, seen = time.time(), 0
     pad_id = accelerator.unwrap_model(model).tokenizer.pad_token_id
     model.train()
-    while state.step < total:
-        ds.set_epoch(state.epoch)
-        batches = epoch_batches(len(ds), cfg, state.epoch, accelerator.process_index, accelerator.num_processes)
-        # own generator: creating a loader must not draw from the global RNG (exact resume)
-        loader = torch.utils.data.DataLoader(ds, batch_sampler=batches[state.batch:], num_workers=t.num_workers,
-                                             collate_fn=lambda items: collate(items, pad_id),
-                                             generator=torch.Generator().manual_seed(t.seed + state.epoch))
-        for batch in loader:
-            # micro-steps of the optimiser step this batch belongs to (the epoch's last may be short)
-            group_start = (state.batch // t.grad_accum) * t.grad_accum
-            group_size = min(t.grad_accum, batches_per_epoch - group_start)
-            last_micro = state.batch - group_start == group_size - 1
-            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
-            with accelerator.no_sync(model) if not last_micro else contextlib.nullcontext(), accelerator.autocast():
-                outputs = model(batch)
-                accelerator.backward(outputs["loss"] / group_size)
-            state.batch += 1
-            seen += len(batch["input_ids"]) * accelerator.num_processes
-            if not last_micro:
-                continue
-            if t.clip_grad > 0:
-                accelerator.clip_grad_norm_(model.parameters(), t.clip_grad)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            state.step += 1
-            if state.batch >= batches_per_epoch:
-                state.epoch, state.batch = state.epoch + 1, 0
-            loss = float(outputs["loss"].detach())
-            lr = sched.get_last_lr()[-1]
-            rate = seen / max(time.time() - t0, 1e-9)
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}")
-            bar.update(1)
-            if accelerator.is_main_process and (state.step % t.log_every == 0 or state.step == total):
-                _log_line(cfg, {"step": state.step, "epoch": state.epoch, "loss": loss, "lr": lr,
-                                "token_accuracy": float(outputs["token_accuracy"]), "samples_per_s": rate})
-            if state.step % t.save_every == 0 or state.step == total:
-                save_checkpoint(accelerator, model, opt, sched, state, cfg)
-            if stop_after_steps is not None and state.step >= stop_after_steps:
-                bar.close()
-                return out
-            if state.step >= total:
-                break
-    bar.close()
+    try:
+        while state.step < total:
+            ds.set_epoch(state.epoch)
+            batches = epoch_batches(len(ds), cfg, state.epoch, accelerator.process_index, accelerator.num_processes)
+            # own generator: creating a loader must not draw from the global RNG (exact resume)
+            loader = torch.utils.data.DataLoader(ds, batch_sampler=batches[state.batch:],
+                                                 num_workers=t.num_workers,
+                                                 collate_fn=lambda items: collate(items, pad_id),
+                                                 generator=torch.Generator().manual_seed(t.seed + state.epoch))
+            for batch in loader:
+                # micro-steps of the optimiser step this batch belongs to (the epoch's last may be short)
+                group_start = (state.batch // t.grad_accum) * t.grad_accum
+                group_size = min(t.grad_accum, batches_per_epoch - group_start)
+                last_micro = state.batch - group_start == group_size - 1
+                batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+                sync = accelerator.no_sync(model) if not last_micro else contextlib.nullcontext()
+                with sync, accelerator.autocast():
+                    outputs = model(batch)
+                    _require_finite(outputs["loss"], out, state.step + 1)
+                    accelerator.backward(outputs["loss"] / group_size)
+                state.batch += 1
+                seen += len(batch["input_ids"]) * accelerator.num_processes
+                if not last_micro:
+                    continue
+                if t.clip_grad > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), t.clip_grad)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                state.step += 1
+                if state.batch >= batches_per_epoch:
+                    state.epoch, state.batch = state.epoch + 1, 0
+                loss = float(outputs["loss"].detach())
+                lr = sched.get_last_lr()[-1]
+                rate = seen / max(time.time() - t0, 1e-9)
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}")
+                bar.update(1)
+                if accelerator.is_main_process and (state.step % t.log_every == 0 or state.step == total):
+                    _log_line(cfg, {"step": state.step, "epoch": state.epoch, "loss": loss, "lr": lr,
+                                    "token_accuracy": float(outputs["token_accuracy"]), "samples_per_s": rate})
+                if state.step % t.save_every == 0 or state.step == total:
+                    save_checkpoint(accelerator, model, opt, sched, state, cfg)
+                if stop_after_steps is not None and state.step >= stop_after_steps:
+                    return out
+                if state.step >= total:
+                    break
+    finally:
+        bar.close()                 # ends the bar's line: a message after it starts a line of its own
     final = out / "model"
     if accelerator.is_main_process:
         final = ckpt.publish_model(ckpt.latest_checkpoint(out), out)

@@ -36,7 +36,24 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_json(path: str | Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    """JSON as the standard defines it: a NaN or infinity is an error here, not invalid output."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def refuse_overwriting_inputs(outputs: dict[str, list], inputs: list) -> None:
+    """ValueError naming the flag if an output path is one of the input files (a folder among the
+    inputs stands for every file in it): a command never writes over what it reads."""
+    ins = set()
+    for p in inputs:
+        if not str(p):
+            continue
+        p = Path(p)
+        ins.update(q.resolve() for q in p.rglob("*") if q.is_file()) if p.is_dir() else ins.add(p.resolve())
+    for flag, paths in outputs.items():
+        for p in paths:
+            if Path(p).resolve() in ins:
+                raise ValueError(f"{flag} {p}: would overwrite the input {Path(p).resolve()}; write the result "
+                                 f"elsewhere")
 
 
 def seed_everything(seed: int) -> None:

@@ -100,6 +100,23 @@ def draw_keypoints(image: Image.Image, points, names=None, skeleton=(), missing=
     return im
 
 
+def save_picture(image: Image.Image, path) -> None:
+    """Write a picture atomically, in the format its suffix names (.png, .jpg, ...): a killed run
+    or a full disk never leaves a partial file."""
+    import io
+    from pathlib import Path
+
+    from capellm.utils import atomic_write_bytes
+
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown picture format '{path.suffix}' (use .png or .jpg)")
+    buf = io.BytesIO()
+    (image.convert("RGB") if fmt == "JPEG" else image).save(buf, format=fmt)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def compare(image: Image.Image, pred, gt, names=None, skeleton=(), missing=None, confidence=None,
             titles=("prediction", "ground truth"), min_side: int = 512) -> Image.Image:
     """Prediction and ground truth side by side on the same image, each with a title above it.

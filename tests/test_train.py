@@ -65,10 +65,10 @@ def test_resume_after_stop_equals_uninterrupted(tiny_data, tmp_path):
     assert [p.name for p in ckpt.checkpoint_dirs(tmp_path / "part")] == ["step-000004"]
     train(part, resume=True)
     assert_same_weights(weights(tmp_path / "full" / "model"), weights(tmp_path / "part" / "model"))
-    st_full = torch.load(ckpt.latest_checkpoint(tmp_path / "full") / "trainer_state.pt", weights_only=False)
-    st_part = torch.load(ckpt.latest_checkpoint(tmp_path / "part") / "trainer_state.pt", weights_only=False)
-    assert st_full["loop"] == st_part["loop"]
-    for a, b in zip(st_full["optimizer"]["state"].values(), st_part["optimizer"]["state"].values()):
+    opt_full, _, loop_full, _ = ckpt.load_trainer_state(ckpt.latest_checkpoint(tmp_path / "full"))
+    opt_part, _, loop_part, _ = ckpt.load_trainer_state(ckpt.latest_checkpoint(tmp_path / "part"))
+    assert loop_full == loop_part
+    for a, b in zip(opt_full["state"].values(), opt_part["state"].values()):
         assert torch.equal(a["exp_avg"], b["exp_avg"])
 
 
@@ -127,8 +127,8 @@ def test_two_cpu_processes(tiny_data, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     last = ckpt.latest_checkpoint(out)
     assert last.name == "step-000004"
-    assert sorted(p.name for p in last.glob("rng_rank*.pt")) == ["rng_rank0.pt", "rng_rank1.pt"]
-    assert torch.load(last / "trainer_state.pt", weights_only=False)["world_size"] == 2
+    assert sorted(p.name for p in last.glob("rng_rank*.json")) == ["rng_rank0.json", "rng_rank1.json"]
+    assert ckpt.load_trainer_state(last)[3] == 2
     from capellm.model.capellm import CapeLLM
 
     CapeLLM.from_pretrained(out / "model")

@@ -35,12 +35,15 @@ def main(argv=None) -> int:
             print(f"\nunknown command '{argv[0]}'", file=sys.stderr)
             return 2
         return 0
-    from capellm.config import ConfigError
-    from capellm.data.categories import CategoryError
+    from capellm.errors import EXIT_BAD_INPUT, CapellmError
 
     command = importlib.import_module(f"capellm.cli.{argv[0]}")
     try:
         return command.main(argv[1:]) or 0
-    except (ConfigError, CategoryError, FileNotFoundError) as e:
+    except CapellmError as e:
         print(f"capellm {argv[0]}: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
+    except OSError as e:              # a missing file, a full disk, no permission: one line, no traceback
+        where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        print(f"capellm {argv[0]}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_BAD_INPUT

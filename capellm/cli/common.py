@@ -34,12 +34,27 @@ def add_device_argument(p: argparse.ArgumentParser) -> None:
 
 
 def pick_device(name: str | None) -> str:
-    """The device a command runs on: `name`, or CUDA when there is one, else the CPU."""
+    """The device a command runs on: `name`, or CUDA when there is one, else the CPU. A name torch
+    does not know, or a CUDA device this machine does not have, is a ConfigError naming --device."""
     import torch
 
-    if name:
-        return name
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    from capellm.config import ConfigError
+
+    if not name:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device: '{name}' is not a device (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: this torch has no CUDA device here "
+                              f"(torch {torch.__version__}; a CPU build, or no GPU)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type not in ("cpu", "mps", "xpu"):
+        raise ConfigError(f"--device: '{name}' is not supported (cpu, cuda, cuda:N)")
+    return name
 
 
 def error(prog: str, message: str) -> None:

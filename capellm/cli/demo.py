@@ -18,6 +18,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="optimiser steps (default: the preset's)")
     p.add_argument("--pictures", type=int, default=8, help="test instances drawn to pictures/")
     p.add_argument("--resume", action="store_true", help="continue an interrupted demo run")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier demo run in --out")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
 
@@ -25,7 +26,7 @@ def main(argv=None) -> int:
     from capellm.metrics import format_table
 
     cfg = demo_config(args.data, args.out, args.split, args.preset, args.steps, args.seed)
-    s = run(cfg, args.data, args.split, args.preset, args.pictures, args.resume)
+    s = run(cfg, args.data, args.split, args.preset, args.pictures, args.resume, overwrite=args.overwrite)
     result, baselines, reliance, times = s["model"], s["baselines"], s["image_reliance"], s["seconds"]
     print()
     print(format_table(result, cfg.eval.thresholds, title="CapeLLM demo model on unseen test categories (%)"))

@@ -47,12 +47,25 @@ def main(argv=None) -> int:
 
     from capellm.data.coco import load_keypoint_dataset
     from capellm.data.dataset import categories_for
+    from capellm.data.mp100 import require_images
+    from capellm.errors import CapellmError
     from capellm.evaluate import evaluate, evaluate_pairs, write_report
     from capellm.model.capellm import CapeLLM
+    from capellm.utils import refuse_overwriting_inputs
 
-    model = CapeLLM.from_pretrained(args.checkpoint, device=pick_device(args.device))
-    data = load_keypoint_dataset(cfg.data.test_file, cfg.data.image_root or None)
-    cats = categories_for(data, cfg.data.categories)
+    # everything that can be checked is checked before the model loads
+    if args.out:
+        inputs = [cfg.data.test_file, args.checkpoint] + ([cfg.data.categories] if cfg.data.categories != "mp100" else [])
+        try:
+            refuse_overwriting_inputs({"--out": [args.out]}, inputs)
+        except ValueError as e:
+            raise CapellmError(str(e)) from None
+    data = load_keypoint_dataset(cfg.data.test_file, cfg.data.image_root or None,
+                                 allow_outside_root=cfg.data.allow_outside_root)
+    cats = categories_for(data, cfg.data.categories, cfg.data.match_keypoint_names)
+    require_images(data, "--image-root")
+    device = pick_device(args.device)
+    model = CapeLLM.from_pretrained(args.checkpoint, device=device)
     stem = Path(cfg.data.test_file).stem
     if args.protocol == "pairs":
         result = evaluate_pairs(model, data, cats, cfg.eval, shots=args.shots)

@@ -10,8 +10,10 @@ probabilities, `CapeLLM.predict`); keypoints whose answer did not parse have x =
 `missing` reason.
 
 A folder is run image by image with one model: unreadable files are reported on stderr and in the
-JSON's "errors" and skipped, the rest finish. Exit status: 0 when at least one image succeeded,
-1 when none did, 2 for a bad command line, category or checkpoint (nothing run).
+JSON's "errors" and skipped, the rest finish. Exit status: 0 when at least one image succeeded;
+1 when a folder's images all failed; 2 for a bad command line, box, category or checkpoint, a
+single image that cannot be read, or an output path that is one of the inputs (nothing written).
+Pictures and JSON are written atomically; --out and --vis never overwrite an input.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def main(argv=None) -> int:
         prog=PROG,
         description="Keypoints of a category in an image or a folder of images, without support images.",
         epilog="Exit status: 0 when at least one image succeeded (a folder's bad files are reported and "
-               "skipped), 1 when none did, 2 for a bad command line, category or checkpoint.")
+               "skipped); 1 when a folder's images all failed; 2 for a bad command line, box, category or "
+               "checkpoint, a single image that cannot be read, or an output that would overwrite an input.")
     p.add_argument("--checkpoint", required=True, help="model folder (train.out_dir/model)")
     p.add_argument("--image", required=True, help="an image file, or a folder of them (not recursive)")
     p.add_argument("--category", required=True, help="MP-100 name or id, or a category YAML file")
@@ -80,10 +83,27 @@ def main(argv=None) -> int:
 
     from capellm.model.capellm import CapeLLM
     from capellm.predict import draw_result, result_dict
-    from capellm.utils import atomic_write_json
+    from capellm.utils import atomic_write_json, refuse_overwriting_inputs
+    from capellm.visualize import save_picture
+
+    vis_dir = Path(args.vis) if (args.vis and folder) else None
+    if vis_dir is not None and vis_dir.resolve() == target.resolve():
+        error(PROG, f"--vis {vis_dir}: is the image folder; its pictures would be read as inputs next time "
+                    f"(choose another folder)")
+        return 2
+    stems: dict[str, int] = {}
+    for path in paths:
+        stems[path.stem] = stems.get(path.stem, 0) + 1
+    vis_of = {path: (vis_dir / (f"{path.stem}.png" if stems[path.stem] == 1 else f"{path.name}.png") if vis_dir
+                     else Path(args.vis)) for path in paths} if args.vis else {}
+    outputs = {"--out": [Path(args.out)] if args.out else [], "--vis": list(vis_of.values())}
+    try:
+        refuse_overwriting_inputs(outputs, inputs=[*paths, Path(args.category), Path(args.checkpoint)])
+    except ValueError as e:
+        error(PROG, str(e))
+        return 2
 
     model = CapeLLM.from_pretrained(args.checkpoint, device=pick_device(args.device))
-    vis_dir = Path(args.vis) if (args.vis and folder) else None
     results, errors = [], []
     for path in paths:
         try:
@@ -91,9 +111,7 @@ def main(argv=None) -> int:
             pred = model.predict(source, category, args.box, args.mode)
             results.append(result_dict(source, category, pred))
             if args.vis:
-                vis_path = vis_dir / f"{path.stem}.png" if vis_dir else Path(args.vis)
-                vis_path.parent.mkdir(parents=True, exist_ok=True)
-                draw_result(source, category, pred).save(vis_path)
+                save_picture(draw_result(source, category, pred), vis_of[path])
         except (ImageError, BoxError) as e:
             errors.append({"image": str(path), "error": str(e)})
             print(f"{PROG}: skipped {e}" if folder else f"{PROG}: error: {e}", file=sys.stderr)
@@ -109,5 +127,5 @@ def main(argv=None) -> int:
         atomic_write_json(args.out, out)
         print(f"wrote {args.out}")
     else:
-        print(json.dumps(out, indent=2))
+        print(json.dumps(out, indent=2, allow_nan=False))
     return 0 if results else 1

@@ -19,6 +19,7 @@ log = logging.getLogger("capellm.train")
 def main(argv=None) -> int:
     p = config_parser("capellm train", "Train CapeLLM on an MP-100-format annotation file.")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in train.out_dir")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in train.out_dir")
     p.add_argument("--no-eval", action="store_true", help="skip evaluating data.val_file after training")
     args = p.parse_args(argv)
     cfg = resolve_config(args)
@@ -27,7 +28,7 @@ def main(argv=None) -> int:
     from capellm.train import train
 
     log.info("preset %s: vision %s, LLM %s", args.preset, cfg.model.vision.name_or_path, cfg.model.llm.name_or_path)
-    final = train(cfg, resume=args.resume)
+    final = train(cfg, resume=args.resume, overwrite=args.overwrite)
     print(f"model saved to {final}")
     if cfg.data.val_file and not args.no_eval:
         from capellm.cli import eval as eval_cli

@@ -1,5 +1,6 @@
 """Typed configuration: the schema (one dataclass per component), named presets, and the
-dict / YAML / command-line forms of a config. This package imports nothing else of capellm.
+dict / YAML / command-line forms of a config. This package imports nothing else of capellm
+but its error class (capellm.errors).
 
     from capellm.config import preset, RunConfig
     cfg = preset("demo")              # a fresh RunConfig

@@ -146,6 +146,9 @@ def load_yaml_config(path: str | Path, base=None):
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"{path}: cannot read config ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file holds a mapping of fields (model:, train:, ...), "
+                          f"got a {type(data).__name__}")
     try:
         return merge(base if base is not None else RunConfig(), data)
     except ConfigError as e:

@@ -11,8 +11,8 @@ tuples, ints become floats where a float is declared; a bool, a string or a wron
 an error), then each class checks its own ranges. Every error is a `ConfigError` that names the
 field by the dotted path a user types on the command line (`model.crop.input_size`).
 
-This module imports nothing else of capellm: it is the ground floor that the data, model and
-training code build on.
+This module imports nothing of capellm but its error class: it is the ground floor that the data,
+model and training code build on.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import numbers
 import typing
 from dataclasses import dataclass, field
 
+from capellm.errors import CapellmError
+
 MODES = ("frozen", "lora", "full")          # trainability of a component (Table 6)
 PRETRAIN_TARGETS = ("names", "keypoints")   # classes of the encoder pre-training (capellm.pretrain)
 DECODINGS = ("grammar", "official", "both")  # how evaluation decodes answers (capellm.evaluate)
@@ -30,7 +32,7 @@ DECODINGS = ("grammar", "official", "both")  # how evaluation decodes answers (c
 OFFICIAL_QUESTION = "Where is the {keypoint} of this object in this image? Please provide its coordinates."
 
 
-class ConfigError(ValueError):
+class ConfigError(CapellmError):
     """A configuration value is invalid; the message names the field."""
 
 
@@ -259,6 +261,8 @@ class DataConfig:
     image_root: str = ""            # folder the JSON's file_name is relative to ("" = the JSON's folder)
     categories: str = "mp100"       # folder of category YAML files, or "mp100" (shipped files)
     only_present: bool = False      # train on the instances whose image exists (partial MP-100)
+    allow_outside_root: bool = False  # accept file_names that are absolute or lead out with ".."
+    match_keypoint_names: bool = True  # where the annotations name their keypoints, the category file must too
 
     def __post_init__(self):
         _enforce_types(self, "data")
@@ -309,7 +313,14 @@ class TrainConfig:
         _enforce_types(self, "train")
         for name in ("epochs", "batch_size", "grad_accum", "log_every", "save_every", "keep_last"):
             _check(getattr(self, name) >= 1, f"train.{name} must be >= 1, got {getattr(self, name)}")
-        _check(self.lr > 0, f"train.lr must be > 0, got {self.lr}")
+        _check(math.isfinite(self.lr) and self.lr > 0, f"train.lr must be a finite number > 0, got {self.lr}")
+        _check(self.max_steps == -1 or self.max_steps >= 1, f"train.max_steps must be -1 (epochs decide) or >= 1, "
+               f"got {self.max_steps}")
+        _check(self.num_workers >= 0, f"train.num_workers must be >= 0, got {self.num_workers}")
+        _check(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+               f"train.weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        _check(math.isfinite(self.clip_grad) and self.clip_grad >= 0, f"train.clip_grad must be >= 0, got {self.clip_grad}")
+        _check(all(0 <= b < 1 for b in self.betas), f"train.betas must be in [0, 1), got {self.betas}")
         _check(0 <= self.warmup_ratio < 1, f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         _check(self.schedule in ("cosine", "linear", "constant"),
                f"train.schedule must be cosine, linear or constant, got '{self.schedule}'")
@@ -333,6 +344,9 @@ class EvalConfig:
         _check(self.decode in DECODINGS, f"eval.decode must be one of {list(DECODINGS)}, got '{self.decode}'")
         _check(bool(self.thresholds) and all(0 < t < 1 for t in self.thresholds),
                "eval.thresholds must be numbers in (0, 1)")
+        _check(self.batch_size >= 1, f"eval.batch_size must be >= 1, got {self.batch_size}")
+        _check(self.max_instances == -1 or self.max_instances >= 1,
+               f"eval.max_instances must be -1 (all) or >= 1, got {self.max_instances}")
 
 
 @dataclass

@@ -24,8 +24,10 @@ from pathlib import Path
 
 import yaml
 
+from capellm.errors import CapellmError
 
-class CategoryError(ValueError):
+
+class CategoryError(CapellmError):
     """A category file is malformed or does not match its annotations."""
 
 

@@ -41,8 +41,10 @@ from pathlib import Path
 
 import numpy as np
 
+from capellm.errors import CapellmError
 
-class AnnotationError(ValueError):
+
+class AnnotationError(CapellmError):
     """An annotation file is malformed; the message names the file, the record and the field."""
 
 
@@ -156,6 +158,16 @@ def _num_list(rec: dict, key: str, where: str) -> list:
     return v
 
 
+def _inside(file_name: str) -> bool:
+    """A relative path that stays below its root ('a/../b' does, '../b' and '/b' do not)."""
+    import posixpath
+
+    name = file_name.replace("\\", "/")
+    if posixpath.isabs(name) or Path(file_name).is_absolute() or (len(name) > 1 and name[1] == ":"):
+        return False
+    return not posixpath.normpath(name).startswith("../") and posixpath.normpath(name) != ".."
+
+
 def _record_name(section: str, i: int, rec: dict) -> str:
     """E.g. annotations[12] (id 345): the position, plus the id when the record has one."""
     rid = rec.get("id") if isinstance(rec, dict) else None
@@ -169,13 +181,16 @@ def _record_where(file: str, section: str, i: int, rec: dict) -> str:
 # ----------------------------------------------------------------------------------------------
 
 
-def load_keypoint_dataset(ann_file, image_root=None, category_ids=None) -> KeypointDataset:
+def load_keypoint_dataset(ann_file, image_root=None, category_ids=None,
+                          allow_outside_root: bool = False) -> KeypointDataset:
     """Read, validate and clean one MP-100 / COCO keypoint annotation file.
 
     ann_file: path of the JSON file.
     image_root: folder the `file_name`s are relative to; defaults to the JSON file's folder.
     category_ids: keep only these categories (ids must exist in the file); None keeps all.
         Skips are counted over the kept categories only.
+    allow_outside_root: a `file_name` that is absolute or leads out of the image root with ".."
+        is an error unless this is set (an annotation file must not open arbitrary files).
     """
     path = Path(ann_file)
     f = str(path)
@@ -242,6 +257,9 @@ def load_keypoint_dataset(ann_file, image_root=None, category_ids=None) -> Keypo
         fname = _get(im, "file_name", where)
         if not isinstance(fname, str) or not fname:
             raise AnnotationError(f"{where}: field 'file_name' must be a non-empty string, got {fname!r}")
+        if not allow_outside_root and not _inside(fname):
+            raise AnnotationError(f"{where}: field 'file_name' {fname!r} leads outside the image root "
+                                  f"(absolute, or through '..'); set data.allow_outside_root to allow it")
         w = _int_field(im, "width", where)
         h = _int_field(im, "height", where)
         if w <= 0 or h <= 0:

@@ -52,12 +52,19 @@ import torch
 from PIL import Image
 
 from capellm.config import CropConfig
-from capellm.data.images import ImageSource, apply_affine, compose, invert_affine, to_rgb
+from capellm.data.images import (
+    ImageSource,
+    apply_affine,
+    compose,
+    invert_affine,
+    to_rgb,
+)
+from capellm.errors import CapellmError
 
 OVERSAMPLE = 2.0  # read_crop keeps <= OVERSAMPLE source pixels per encoder pixel (antialiased above)
 
 
-class BoxError(ValueError):
+class BoxError(CapellmError):
     """A box that does not describe a region of the image (non-positive size, entirely outside)."""
 
 

@@ -15,23 +15,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import logging
+
 import numpy as np
 import torch
 
-from capellm.data.categories import Category, CategoryError, load_categories, mp100_categories
+from capellm.data.categories import Category, CategoryError, load_categories, mp100_categories, name_key
 from capellm.data.coco import Instance, KeypointDataset
 from capellm.data.instructions import (IGNORE_INDEX, PromptFormat, SegmentTokenizer, plan_groups,
                                        render_conversation)
 from capellm.config import CropConfig, InstructionConfig
 from capellm.data.crops import crop_instance, crop_to_unit
-from capellm.data.images import apply_affine, load_image
+from capellm.data.images import ImageCache, ImageError, apply_affine
 
 
-def categories_for(dataset: KeypointDataset, source: str) -> dict[int, Category]:
+log = logging.getLogger("capellm.data")
+
+def categories_for(dataset: KeypointDataset, source: str, match_names: bool = True) -> dict[int, Category]:
     """The Category of every category id in `dataset`.
 
     source: "mp100" (the shipped files, matched by id) or a folder of YAML files (matched by id when
-    the file has one, else by name). Keypoint counts are checked against the annotations.
+    the file has one, else by name). Keypoint counts are checked against the annotations, and,
+    for a folder's files, where the annotation file names its keypoints (not just "0", "1", ...),
+    so are the names in order (`match_names`; a reordered or renamed file would score silently
+    wrong). The shipped MP-100 files use names of their own, checked against MP-100 by the tests.
     """
     if source == "mp100":
         by_id, by_name = mp100_categories(), {}
@@ -47,8 +54,21 @@ def categories_for(dataset: KeypointDataset, source: str) -> dict[int, Category]
         if cat is None:
             raise CategoryError(f"{dataset.path}: category id {cid} ('{name}') has no category file in {source}")
         cat.check_num_keypoints(dataset.num_keypoints[cid], where=f"{dataset.path} (category {cid})")
+        if match_names and source != "mp100":
+            _check_names(cat, dataset.categories[cid].get("keypoints") or [], dataset.path)
         out[cid] = cat
     return out
+
+
+def _check_names(cat: Category, names: list, path) -> None:
+    if not names or all(str(n).strip().isdigit() for n in names):
+        return                                  # the file does not name its keypoints
+    norm = lambda n: name_key(str(n).replace("_", " "))  # noqa: E731
+    for i, (ours, theirs) in enumerate(zip(cat.keypoint_names, names)):
+        if norm(ours) != norm(theirs):
+            raise CategoryError(f"{cat.source}: keypoints[{i}] is '{ours}' but {path} names keypoint {i} "
+                                f"'{theirs}' (a reordered or renamed category file?); fix the file, or set "
+                                f"data.match_keypoint_names false to score other names on purpose")
 
 
 def labelled_in_crop(inst: Instance, crop: CropConfig) -> np.ndarray:
@@ -81,7 +101,7 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 class InstructionDataset(torch.utils.data.Dataset):
     def __init__(self, instances: list[Instance], categories: dict[int, Category], crop: CropConfig,
                  instruction: InstructionConfig, fmt: PromptFormat, segment_tokenizer: SegmentTokenizer,
-                 seed: int = 0, augment: bool = True):
+                 seed: int = 0, augment: bool = True, image_cache: ImageCache | None = None):
         self.instances = instances
         self.categories = categories
         self.crop = crop
@@ -90,6 +110,8 @@ class InstructionDataset(torch.utils.data.Dataset):
         self.segment_tokenizer = segment_tokenizer
         self.seed = seed
         self.augment = augment and crop.augment
+        self.image = image_cache if image_cache is not None else ImageCache(0)
+        self.failed: set[str] = set()            # messages of images that failed to decode
         self.epoch = -1
         self.samples: list[Sample] = []
         self.set_epoch(0)
@@ -103,10 +125,23 @@ class InstructionDataset(torch.utils.data.Dataset):
         return len(self.samples)
 
     def __getitem__(self, i: int) -> dict:
-        s = self.samples[i]
+        """Sample i of the epoch. An image that fails to decode (its header passed the check
+        before training) is logged and replaced by the next sample, so one damaged file does
+        not end a run hours in; the replacement is deterministic, so resume stays exact."""
+        for j in range(len(self.samples)):
+            s = self.samples[(i + j) % len(self.samples)]
+            try:
+                return self._item((i + j) % len(self.samples), s)
+            except ImageError as e:
+                if str(e) not in self.failed:
+                    self.failed.add(str(e))
+                    log.warning("skipping a sample: %s", e)
+        raise ImageError(f"no image of the data set can be decoded (e.g. {next(iter(self.failed))})")
+
+    def _item(self, i: int, s: "Sample") -> dict:
         inst = self.instances[s.instance]
         cat = self.categories[inst.category_id]
-        image = load_image(inst.image_path)
+        image = self.image(inst.image_path)
         rng = np.random.default_rng([self.seed, self.epoch, i]) if self.augment else None
         crop = crop_instance(image, inst.bbox, inst.keypoints, inst.visible, self.crop, rng)
         ask = [kp for kp in s.keypoints if crop.in_crop[kp]]

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from capellm.data.coco import KeypointDataset
+from capellm.errors import CapellmError
 
 EPISODES = 200  # episodes per test category (the reference test configs)
 QUERIES = 15  # queries per episode
@@ -68,6 +69,10 @@ class Pair:
     query: int
 
 
+
+class EpisodeError(CapellmError):
+    """The support-query protocol cannot be built on this annotation file (too few instances)."""
+
 def build_pairs(dataset: KeypointDataset, shots: int, episodes: int = EPISODES, queries: int = QUERIES,
                 seed: int = SEED, skip_small: bool = False) -> list[Pair]:
     """The reference's support-query pairs of `dataset`, in the reference's order.
@@ -77,7 +82,7 @@ def build_pairs(dataset: KeypointDataset, shots: int, episodes: int = EPISODES, 
     one has too few instances, unless `skip_small`.
     """
     if shots < 1 or queries < 1 or episodes < 1:
-        raise ValueError(f"shots, queries and episodes must be >= 1, got {shots}, {queries}, {episodes}")
+        raise EpisodeError(f"shots, queries and episodes must be >= 1, got {shots}, {queries}, {episodes}")
     rng = random.Random(seed)
     index = {id(x): i for i, x in enumerate(dataset.instances)}
     pairs: list[Pair] = []
@@ -86,7 +91,7 @@ def build_pairs(dataset: KeypointDataset, shots: int, episodes: int = EPISODES, 
         if len(population) < shots + queries:
             if skip_small:
                 continue
-            raise ValueError(
+            raise EpisodeError(
                 f"{dataset.path}: category {cid} has {len(population)} instances, fewer than the "
                 f"{shots + queries} one episode draws ({shots} supports + {queries} queries)")
         for e in range(episodes):

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from capellm.errors import CapellmError
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
 
 # EXIF orientation tag (0x0112) -> the transpose that makes the stored pixels upright, as ImageOps.exif_transpose
@@ -37,7 +39,7 @@ _EXIF_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE
                    6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90}
 
 
-class ImageError(ValueError):
+class ImageError(CapellmError):
     """An image file is missing, unreadable, corrupt or truncated; the message names the file."""
 
 
@@ -172,6 +174,38 @@ def to_rgb(im: Image.Image) -> Image.Image:
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     return im.convert("RGB")
+
+
+class ImageCache:
+    """`load_image` with the most recently used decoded images kept, up to `max_mb` of pixels.
+
+    Training visits every instance once per epoch (and an instance once per keypoint group), so
+    a data set that fits (the synthetic benchmark's 4,800 training images: 236 MB) is decoded
+    once instead of once per sample. `max_mb` 0 keeps nothing. Each data-loader worker holds its
+    own cache.
+    """
+
+    def __init__(self, max_mb: float = 1024):
+        from collections import OrderedDict
+
+        self.max_bytes = int(max_mb * 2 ** 20)
+        self.bytes = 0
+        self.images: OrderedDict = OrderedDict()
+
+    def __call__(self, path) -> Image.Image:
+        key = str(path)
+        if key in self.images:
+            self.images.move_to_end(key)
+            return self.images[key]
+        image = load_image(path)
+        size = image.width * image.height * 3
+        if size <= self.max_bytes:
+            self.images[key] = image
+            self.bytes += size
+            while self.bytes > self.max_bytes:
+                _, old = self.images.popitem(last=False)
+                self.bytes -= old.width * old.height * 3
+        return image
 
 
 def list_images(folder: Path) -> list[Path]:

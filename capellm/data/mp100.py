@@ -151,6 +151,36 @@ def filter_present(dataset: KeypointDataset, decode: bool = False, workers: int 
     return out, report
 
 
+def require_images(dataset: KeypointDataset, root_flag: str = "--data.image_root", workers: int = 8) -> None:
+    """Before a model loads or a step runs: every image of `dataset` is there, readable (header
+    and structure) and of the size its annotation gives; else one ImageError that says how many
+    are not, shows one, and names the fix. An empty data set is an AnnotationError."""
+    from capellm.data.images import ImageError
+
+    if not dataset.instances:
+        raise AnnotationError(f"{dataset.path}: no instance to use (no annotations, or all skipped: "
+                              f"{dataset.skipped or 'none listed'})")
+    items = {x.image_path: (x.width, x.height) for x in dataset.instances}
+    status = _check_all(items, False, workers)
+    n = len(items)
+    for kind in (MISSING, UNREADABLE, WRONG_SIZE):
+        bad = [(p, d) for p, (s, d) in status.items() if s == kind]
+        if not bad:
+            continue
+        path, detail = bad[0]
+        root = dataset.instances[0].image_path.parents[len(Path(dataset.instances[0].file_name).parts) - 1]
+        if kind == MISSING:
+            fix = (f"{root_flag} must be the folder the file_names are relative to (now {root}); "
+                   f"--data.only_present true uses the images that are there")
+        elif kind == UNREADABLE:
+            fix = "replace the damaged files, or use --data.only_present true to leave them out"
+        else:
+            fix = ("the keypoints would be placed wrongly: use the image version the annotations were made "
+                   "on, or --data.only_present true to leave these out")
+        raise ImageError(f"{dataset.path}: {len(bad)} of {n} images are {kind}, e.g. {path}"
+                         f"{f' ({detail})' if detail else ''}; {fix}")
+
+
 # ---------------------------------------------------------------------------------------------
 # check_mp100: the whole folder
 

@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from capellm.config import ModelConfig, from_dict, portable_path, to_dict
+from capellm.errors import CheckpointError
 from capellm.data.categories import Category
 from capellm.data.crops import CropResult, clip_box, read_crop
 from capellm.data.images import ImageSource
@@ -69,9 +70,14 @@ class Prediction:
             x, y = self.keypoints[i]
             kps.append({"name": n, "x": None if np.isnan(x) else round(float(x), 2),
                         "y": None if np.isnan(y) else round(float(y), 2),
-                        "confidence": round(float(self.confidence[i]), 4), "answer": self.answers[i],
+                        "confidence": _finite(round(float(self.confidence[i]), 4)), "answer": self.answers[i],
                         **({"missing": self.missing[i]} if i in self.missing else {})})
         return {"keypoints": kps}
+
+
+def _finite(v: float) -> float | None:
+    """JSON has no NaN: a non-finite number (a model that diverged) is reported as null."""
+    return v if np.isfinite(v) else None
 
 
 def _set_trainable(module: nn.Module, trainable: bool) -> None:
@@ -232,6 +238,7 @@ class CapeLLM(nn.Module):
                 rounds = [first(cat, group[0])] + [
                     self.segment_tokenizer.encode(round_segments(cat, kp, icfg, self.fmt, first=False).text)
                     for kp in group[1:]]
+                self._check_length(cat, group, img.shape[1] + sum(len(r) for r in rounds))
                 convs.append(Conversation(i, rounds))
                 where.append((i, group))
         answers: list[dict[int, Answer]] = [{} for _ in crops]
@@ -242,6 +249,19 @@ class CapeLLM(nn.Module):
             self.train()
         parse = parse_official if decoding == "official" else parse_coords
         return [self._to_prediction(c, cat, ans, parse) for c, cat, ans in zip(crops, categories, answers)]
+
+    def _check_length(self, cat: Category, group: list[int], prompt_tokens: int) -> None:
+        """A conversation must fit the LLM's positions, answers included: a 50,000-character
+        description would otherwise be decoded without a word and answer [0,0]."""
+        limit = getattr(self.llm.config, "max_position_embeddings", None)
+        need = prompt_tokens + len(group) * self.cfg.max_new_tokens
+        if limit and need > limit:
+            from capellm.errors import CapellmError
+
+            names = ", ".join(f"'{cat.keypoints[k].name}'" for k in group)
+            raise CapellmError(f"{cat.source}: the question for {names} of '{cat.name}' takes {need} tokens with "
+                               f"the image and the answers, more than the LLM's {limit} positions; shorten its "
+                               f"description")
 
     def _to_prediction(self, crop: CropResult, cat: Category, ans: dict[int, Answer], parse=parse_coords) -> Prediction:
         k = cat.num_keypoints
@@ -293,9 +313,8 @@ class CapeLLM(nn.Module):
         out.append(("projector.", self.projector, "all"))
         return out
 
-    def trained_state_dict(self) -> dict[str, torch.Tensor]:
-        """The tensors a checkpoint needs beyond the base models (tied weights stored once)."""
-        state: dict[str, torch.Tensor] = {}
+    def _trained(self):
+        """(name, tensor) of what a checkpoint holds beyond the base models (tied weights once)."""
         seen: set[int] = set()
         for prefix, module, what in self._saved_prefixes():
             for name, t in module.state_dict().items():
@@ -305,17 +324,25 @@ class CapeLLM(nn.Module):
                 if ptr in seen:
                     continue
                 seen.add(ptr)
-                state[prefix + name] = t.detach().cpu().contiguous()
-        return state
+                yield prefix + name, t
+
+    def trained_state_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors a checkpoint needs beyond the base models (tied weights stored once)."""
+        return {k: t.detach().cpu().contiguous() for k, t in self._trained()}
 
     def load_trained_state_dict(self, state: dict[str, torch.Tensor], source: str = "") -> None:
         own = self.state_dict()
         unknown = [k for k in state if k not in own]
         if unknown:
-            raise ValueError(f"{source}: {len(unknown)} tensors do not belong to this model, e.g. {unknown[:3]}")
+            raise CheckpointError(f"{source}: {len(unknown)} tensors do not belong to this model "
+                                  f"(another model's checkpoint?), e.g. {unknown[:3]}")
         for k, v in state.items():
             if own[k].shape != v.shape:
-                raise ValueError(f"{source}: tensor {k} has shape {tuple(v.shape)}, model expects {tuple(own[k].shape)}")
+                raise CheckpointError(f"{source}: tensor {k} has shape {tuple(v.shape)}, the model of its "
+                                      f"config.yaml expects {tuple(own[k].shape)}")
+        missing = [k for k, _ in self._trained() if k not in state]
+        if missing:
+            raise CheckpointError(f"{source}: {len(missing)} trained tensors are missing, e.g. {missing[:3]}")
         self.load_state_dict(state, strict=False)
 
     def config_dict(self) -> dict:
@@ -339,14 +366,28 @@ class CapeLLM(nn.Module):
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None) -> "CapeLLM":
         d = Path(directory)
-        if not (d / CONFIG_FILE).exists():
-            raise FileNotFoundError(f"{d}: not a capellm checkpoint (no {CONFIG_FILE})")
-        cfg = from_dict(ModelConfig, yaml.safe_load((d / CONFIG_FILE).read_text()) or {}, "model")
+        for name in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_DIR):
+            if not (d / name).exists():
+                raise CheckpointError(f"{d}: not a complete capellm checkpoint (no {name}; a model folder is "
+                                      f"train.out_dir/model or a checkpoints/step-N folder)")
+        try:
+            data = yaml.safe_load((d / CONFIG_FILE).read_text())
+        except yaml.YAMLError as e:
+            raise CheckpointError(f"{d / CONFIG_FILE}: not valid YAML ({e})") from None
+        cfg = from_dict(ModelConfig, data or {}, "model")
         from transformers import AutoTokenizer
 
-        tok = ensure_pad_token(AutoTokenizer.from_pretrained(str(d / TOKENIZER_DIR)))
+        try:
+            tok = ensure_pad_token(AutoTokenizer.from_pretrained(str(d / TOKENIZER_DIR)))
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{d / TOKENIZER_DIR}: cannot load the tokenizer ({e})") from None
+        try:
+            state = load_file(str(d / WEIGHTS_FILE))
+        except Exception as e:          # safetensors raises its own SafetensorError for damaged files
+            raise CheckpointError(f"{d / WEIGHTS_FILE}: not a readable safetensors file, truncated or damaged "
+                                  f"({type(e).__name__}: {e})") from None
         model = cls(cfg, tokenizer=tok)
-        model.load_trained_state_dict(load_file(str(d / WEIGHTS_FILE)), source=str(d / WEIGHTS_FILE))
+        model.load_trained_state_dict(state, source=str(d / WEIGHTS_FILE))
         if device is not None:
             model.to(device)
         model.eval()

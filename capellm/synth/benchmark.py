@@ -54,12 +54,18 @@ from pathlib import Path
 import numpy as np
 
 from capellm.data.categories import Category, Keypoint, save_category
+from capellm.errors import CapellmError
 from capellm.synth.families import FAMILIES
 from capellm.synth.geometry import CategorySpec, Family
 from capellm.synth.render import render_instance
 from capellm.utils import atomic_write_bytes, atomic_write_text
 
 SYNTH_VERSION = 1  # bump when the drawings change, so stale `.complete` folders are regenerated
+OWNER_FILE = ".capellm-synth"  # written before anything else: this folder's data is the generator's
+
+
+class SynthError(CapellmError):
+    """The output folder holds data the generator did not make; nothing was changed."""
 
 # (category id, family, spec), ids 1.. in definition order; ids never depend on a subset
 CATEGORIES: list[tuple[int, Family, CategorySpec]] = []
@@ -296,12 +302,20 @@ def generate(out_dir, seed: int = 0, images_per_category: int | None = None, ima
         stored = _read_marker(out)
         if stored.get("config") == cfg.to_dict():
             return {**stored["summary"], "out_dir": str(out), "reused": True, "seconds": 0.0}
-    # incomplete, stale or forced: start from scratch (only what this module writes)
+    # incomplete, stale or forced: start from scratch (only what this module writes, and only in
+    # a folder it wrote: its owner file, or the .complete of an earlier version)
+    ours = (out / OWNER_FILE).exists() or marker.exists()
+    theirs = [sub for sub in ("annotations", "images", "categories") if (out / sub).exists()]
+    if theirs and not ours:
+        raise SynthError(f"{out}: holds {', '.join(f'{s}/' for s in theirs)} that capellm data synth did not make "
+                         f"(a real data set?); nothing was changed. Choose another --out, or move them away first")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / OWNER_FILE, "written by capellm data synth: its annotations/, images/ and "
+                                        "categories/ may be replaced by the next generation\n")
     if marker.exists():
         marker.unlink()
     for sub in ("annotations", "images", "categories"):
         shutil.rmtree(out / sub, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
 
     names = cfg.category_list
     splits = make_splits(names, cfg.num_splits)
