@@ -272,3 +272,17 @@ def test_family_of_and_validation():
         SynthConfig(num_splits=1)
     with pytest.raises(ValueError, match="families"):
         make_splits(["horse", "cat", "sparrow", "hand"], 5)
+
+
+def test_descriptions_never_name_a_category():
+    """A description names the family's shared parts ("the animal's own left eye"), so that it
+    carries over to a category the model never saw, never the category ("the horse's")."""
+    import re
+
+    names = {n: n.replace("_", " ") for n in category_names()}
+    for n in names:
+        for kp in category_definition(n).keypoints:
+            text = kp.description.lower()
+            hits = [w for w in names.values() if re.search(rf"\b{re.escape(w)}s?\b", text)
+                    and w not in ("hand", "butterfly")]    # single-category families: family = category word
+            assert not hits, f"{n} / {kp.name}: names {hits}: {kp.description}"

@@ -5,9 +5,20 @@
 - `families`: the twelve families, one module each.
 """
 
-from capellm.synth.benchmark import (CATEGORIES, PRESETS, SYNTH_VERSION, TINY_CATEGORIES, SynthConfig,
-                                     category_definition, category_names, family_of, generate, is_complete,
-                                     make_splits, stale_note)
+from capellm.synth.benchmark import (
+                                     CATEGORIES,
+                                     PRESETS,
+                                     SYNTH_VERSION,
+                                     TINY_CATEGORIES,
+                                     SynthConfig,
+                                     category_definition,
+                                     category_names,
+                                     family_of,
+                                     generate,
+                                     is_complete,
+                                     make_splits,
+                                     stale_note,
+)
 from capellm.synth.render import render_instance
 
 __all__ = ["CATEGORIES", "PRESETS", "SYNTH_VERSION", "TINY_CATEGORIES", "SynthConfig", "category_definition",

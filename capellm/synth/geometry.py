@@ -30,7 +30,9 @@ Design choices:
   Articulated figures (animals, people, hands, insects, ...) are 2-D or 2.5-D with a few
   explicit hidden rules (the far eye of a bird in profile, the face of a person seen from behind).
 - Descriptions follow CapeLLM (appendix A, Table 5): where the point is on the object and how it
-  relates to its neighbouring keypoints. `{n}` is replaced by the category's noun, and paired
+  relates to its neighbouring keypoints. `{n}` is replaced by the FAMILY's noun ("animal",
+  "seat"), never the category's, so a description carries over to a new category of the family
+  as the paper intends a description to (Sec. 3.2); paired
   descriptions are written once with `{s}` (this side), `{o}` (the other side) and `{shade}`.
 """
 
@@ -248,7 +250,6 @@ class Scene3D:
 @dataclass(frozen=True)
 class CategorySpec:
     name: str  # category and image-folder name
-    noun: str  # how descriptions refer to it ("giraffe", "desk lamp")
     shape: dict  # proportions read by the family's builder
 
 
@@ -260,6 +261,7 @@ class Family:
     build: Callable  # (shape: dict, rng, mirror: bool) -> Figure
     rotation: float  # max in-plane rotation, degrees
     categories: tuple  # CategorySpec, ...
+    noun: str = "object"  # how its descriptions name any of its categories ("animal", "seat")
 
 
 def paired(names_descs) -> list[tuple[str, str]]:

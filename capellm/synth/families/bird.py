@@ -6,7 +6,23 @@ import math
 
 import numpy as np
 
-from capellm.synth.geometry import CategorySpec, Figure, Jit, PI, Sketch, V, stack_points, ordered, skeleton_of, dirv, ell, inside, leaf, paired, perp
+from capellm.synth.geometry import (
+    PI,
+    CategorySpec,
+    Figure,
+    Jit,
+    Sketch,
+    V,
+    dirv,
+    ell,
+    inside,
+    leaf,
+    ordered,
+    paired,
+    perp,
+    skeleton_of,
+    stack_points,
+)
 
 BIRD_NAMES = ["beak tip", "crown", "forehead", "nape", "throat", "breast", "belly", "back",
               "tail tip", "left eye", "right eye", "left wing tip", "right wing tip", "left foot",
@@ -138,16 +154,16 @@ def build_bird(shape, rng, mirror):
 
 
 BIRDS = (
-    CategorySpec("sparrow", "sparrow", dict(body_rx=0.5, body_ry=0.33, tilt=18, head_r=0.22,
+    CategorySpec("sparrow", dict(body_rx=0.5, body_ry=0.33, tilt=18, head_r=0.22,
                  neck_len=0.06, neck_ang=50, beak_len=0.13, beak_w=28, tail_len=0.42, tail_w=0.16,
                  tail_droop=15, wing_len=0.62, wing_w=0.26, leg_len=0.26, leg_w=0.035)),
-    CategorySpec("heron", "heron", dict(body_rx=0.5, body_ry=0.24, tilt=15, head_r=0.12,
+    CategorySpec("heron", dict(body_rx=0.5, body_ry=0.24, tilt=15, head_r=0.12,
                  neck_len=0.72, neck_ang=72, beak_len=0.45, beak_w=20, beak_droop=8, tail_len=0.22,
                  tail_w=0.16, tail_droop=25, wing_len=0.75, wing_w=0.26, leg_len=0.95, leg_w=0.035)),
-    CategorySpec("parrot", "parrot", dict(body_rx=0.45, body_ry=0.27, tilt=55, head_r=0.21,
+    CategorySpec("parrot", dict(body_rx=0.45, body_ry=0.27, tilt=55, head_r=0.21,
                  neck_len=0.08, neck_ang=70, beak_len=0.2, beak_w=40, beak_droop=55, tail_len=0.85,
                  tail_w=0.14, tail_droop=10, wing_len=0.62, wing_w=0.24, leg_len=0.16, leg_w=0.05)),
-    CategorySpec("duck", "duck", dict(body_rx=0.6, body_ry=0.3, tilt=-4, head_r=0.19,
+    CategorySpec("duck", dict(body_rx=0.6, body_ry=0.3, tilt=-4, head_r=0.19,
                  neck_len=0.28, neck_ang=62, beak_len=0.24, beak_w=25, bill=True, tail_len=0.18,
                  tail_w=0.16, tail_droop=-25, wing_len=0.62, wing_w=0.28, leg_len=0.18, leg_w=0.05,
                  webbed=True)),

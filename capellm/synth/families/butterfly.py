@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from capellm.synth.geometry import CategorySpec, Figure, Jit, PI, Sketch, V, stack_points, ordered, skeleton_of, dirv, ell, paired, rot2
+from capellm.synth.geometry import (
+    PI,
+    CategorySpec,
+    Figure,
+    Jit,
+    Sketch,
+    V,
+    dirv,
+    ell,
+    ordered,
+    paired,
+    rot2,
+    skeleton_of,
+    stack_points,
+)
 
 BFLY_NAMES = ["head", "left antenna tip", "right antenna tip", "thorax centre", "abdomen tip",
               "left forewing tip", "right forewing tip", "left forewing rear corner",
@@ -68,4 +82,4 @@ def build_butterfly(shape, rng, mirror):
     return Figure(stack_points(kp, BFLY_NAMES), sk.prims, set())
 
 
-BUTTERFLIES = (CategorySpec("butterfly", "butterfly", dict(fore=1.0, hind=0.9, tail_y=0.85, antenna=0.38)),)
+BUTTERFLIES = (CategorySpec("butterfly", dict(fore=1.0, hind=0.9, tail_y=0.85, antenna=0.38)),)

@@ -6,7 +6,20 @@ import math
 
 import numpy as np
 
-from capellm.synth.geometry import CategorySpec, Figure, Jit, PI, Scene3D, Sketch, stack_points, ordered, skeleton_of, box, cam_rot, paired
+from capellm.synth.geometry import (
+    PI,
+    CategorySpec,
+    Figure,
+    Jit,
+    Scene3D,
+    Sketch,
+    box,
+    cam_rot,
+    ordered,
+    paired,
+    skeleton_of,
+    stack_points,
+)
 
 CHAIR_NAMES = ["left backrest top", "right backrest top", "left front seat corner",
                "right front seat corner", "left back seat corner", "right back seat corner",
@@ -102,12 +115,12 @@ def build_chair(shape, rng, mirror):
 
 
 CHAIRS = (
-    CategorySpec("dining_chair", "chair", dict(seat_w=0.5, seat_d=0.48, seat_h=0.48, seat_t=0.06,
+    CategorySpec("dining_chair", dict(seat_w=0.5, seat_d=0.48, seat_h=0.48, seat_t=0.06,
                  back_h=0.5, back_t=0.05, leg_w=0.05, back_tilt=8)),
-    CategorySpec("armchair", "armchair", dict(seat_w=0.8, seat_d=0.7, seat_h=0.4, seat_t=0.16,
+    CategorySpec("armchair", dict(seat_w=0.8, seat_d=0.7, seat_h=0.4, seat_t=0.16,
                  back_h=0.45, back_t=0.16, leg_w=0.08, back_tilt=14, arms=True, arm_h=0.22)),
-    CategorySpec("bar_stool", "bar stool", dict(seat_w=0.4, seat_d=0.38, seat_h=0.8, seat_t=0.05,
+    CategorySpec("bar_stool", dict(seat_w=0.4, seat_d=0.38, seat_h=0.8, seat_t=0.05,
                  back_h=0.24, back_t=0.04, leg_w=0.04, back_tilt=5, splay=0.05, ring=True)),
-    CategorySpec("bench", "bench", dict(seat_w=1.4, seat_d=0.42, seat_h=0.42, seat_t=0.05,
+    CategorySpec("bench", dict(seat_w=1.4, seat_d=0.42, seat_h=0.42, seat_t=0.05,
                  back_h=0.36, back_t=0.05, leg_w=0.06, back_tilt=12)),
 )

@@ -6,7 +6,22 @@ import math
 
 import numpy as np
 
-from capellm.synth.geometry import CategorySpec, Figure, Jit, PI, Sketch, V, stack_points, ordered, skeleton_of, cam_rot, ell, leaf, paired, rot2
+from capellm.synth.geometry import (
+    PI,
+    CategorySpec,
+    Figure,
+    Jit,
+    Sketch,
+    V,
+    cam_rot,
+    ell,
+    leaf,
+    ordered,
+    paired,
+    rot2,
+    skeleton_of,
+    stack_points,
+)
 
 FACE_NAMES = ["left ear tip", "right ear tip", "left eye outer corner", "left eye inner corner",
               "right eye inner corner", "right eye outer corner", "nose tip", "left mouth corner",
@@ -157,13 +172,13 @@ def build_face(shape, rng, mirror):
 _FACE = dict(eye_x=0.3, eye_y=0.12, eye_w=0.11, nose_y=0.22, nose_w=0.06, snout=0.08, mouth_y=0.45,
              mouth_w=0.18, mouth_open=0.12)
 FACES = (
-    CategorySpec("cat_face", "cat", dict(_FACE, head_rx=0.6, head_ry=0.52, ear_kind="point", ear=0.12,
+    CategorySpec("cat_face", dict(_FACE, head_rx=0.6, head_ry=0.52, ear_kind="point", ear=0.12,
                  nose_w=0.05, mouth_y=0.36, mouth_w=0.12, whiskers=True)),
-    CategorySpec("dog_face", "dog", dict(_FACE, head_rx=0.5, head_ry=0.6, ear_kind="flop", ear=0.3,
+    CategorySpec("dog_face", dict(_FACE, head_rx=0.5, head_ry=0.6, ear_kind="flop", ear=0.3,
                  eye_y=0.18, nose_y=0.24, nose_w=0.09, snout=0.25, mouth_y=0.42, muzzle=True)),
-    CategorySpec("bear_face", "bear", dict(_FACE, head_rx=0.6, head_ry=0.55, ear_kind="round", ear=0.16,
+    CategorySpec("bear_face", dict(_FACE, head_rx=0.6, head_ry=0.55, ear_kind="round", ear=0.16,
                  eye_x=0.26, eye_w=0.08, nose_y=0.2, nose_w=0.08, snout=0.2, mouth_y=0.4, muzzle=True)),
-    CategorySpec("monkey_face", "monkey", dict(_FACE, head_rx=0.5, head_ry=0.58, ear_kind="side", ear=0.15,
+    CategorySpec("monkey_face", dict(_FACE, head_rx=0.5, head_ry=0.58, ear_kind="side", ear=0.15,
                  eye_x=0.2, eye_y=0.1, eye_w=0.1, nose_y=0.16, nose_w=0.05, snout=0.06, mouth_y=0.4,
                  mouth_w=0.2, mouth_open=0.16, mask=True)),
 )

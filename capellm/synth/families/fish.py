@@ -6,7 +6,20 @@ import math
 
 import numpy as np
 
-from capellm.synth.geometry import CategorySpec, Figure, Jit, PI, Sketch, V, stack_points, ordered, skeleton_of, dirv, leaf, rot2
+from capellm.synth.geometry import (
+    PI,
+    CategorySpec,
+    Figure,
+    Jit,
+    Sketch,
+    V,
+    dirv,
+    leaf,
+    ordered,
+    rot2,
+    skeleton_of,
+    stack_points,
+)
 
 FISH_NAMES = ["snout tip", "eye", "gill cover edge", "dorsal fin front", "dorsal fin tip",
               "pectoral fin tip", "pelvic fin tip", "anal fin tip", "tail base", "upper tail tip",
@@ -103,11 +116,11 @@ def build_fish(shape, rng, mirror):
 
 
 FISHES = (
-    CategorySpec("carp", "carp", dict(length=1.0, depth=0.42, peduncle=0.28, front=0.9, tail_len=0.3,
+    CategorySpec("carp", dict(length=1.0, depth=0.42, peduncle=0.28, front=0.9, tail_len=0.3,
                  tail_spread=0.22, fork=0.45, dorsal_pos=0.62, dorsal_len=0.3, dorsal_h=0.16,
                  pelvic_pos=0.45, pelvic=0.15, anal_pos=0.22, anal=0.13, gill_pos=0.72, eye_pos=0.88,
                  pectoral=0.16)),
-    CategorySpec("pike", "pike", dict(length=1.3, depth=0.2, peduncle=0.45, front=1.4, tail_len=0.24,
+    CategorySpec("pike", dict(length=1.3, depth=0.2, peduncle=0.45, front=1.4, tail_len=0.24,
                  tail_spread=0.15, fork=0.6, dorsal_pos=0.28, dorsal_len=0.12, dorsal_h=0.1,
                  pelvic_pos=0.45, pelvic=0.1, anal_pos=0.22, anal=0.1, gill_pos=0.75, eye_pos=0.88,
                  pectoral=0.12)),

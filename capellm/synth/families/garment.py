@@ -7,7 +7,21 @@ import math
 
 import numpy as np
 
-from capellm.synth.geometry import CategorySpec, Figure, Jit, PI, Sketch, V, stack_points, ordered, skeleton_of, ell, inside, paired, rot2
+from capellm.synth.geometry import (
+    PI,
+    CategorySpec,
+    Figure,
+    Jit,
+    Sketch,
+    V,
+    ell,
+    inside,
+    ordered,
+    paired,
+    rot2,
+    skeleton_of,
+    stack_points,
+)
 
 GARM_NAMES = ["left collar", "right collar", "neckline centre", "left shoulder", "right shoulder",
               "left cuff outer", "left cuff inner", "right cuff outer", "right cuff inner",
@@ -117,11 +131,11 @@ def build_garment(shape, rng, mirror):
 _GARM = dict(neck_w=0.16, shoulder_w=0.42, shoulder_drop=0.07, armpit_w=0.38, armpit_y=0.36,
              waist_w=0.34, waist_y=0.7, hem_w=0.38, hem_y=1.05, neck_depth=0.16, sleeve_len=0.3, cuff_w=0.22)
 GARMENTS = (
-    CategorySpec("t_shirt", "T-shirt", dict(_GARM)),
-    CategorySpec("long_sleeve_shirt", "long-sleeved shirt", dict(_GARM, sleeve_len=0.82, cuff_w=0.13,
+    CategorySpec("t_shirt", dict(_GARM)),
+    CategorySpec("long_sleeve_shirt", dict(_GARM, sleeve_len=0.82, cuff_w=0.13,
                  elbow=True, neck_depth=0.1, hem_y=1.15, hem_curve=0.05)),
-    CategorySpec("dress", "dress", dict(_GARM, shoulder_w=0.34, armpit_w=0.32, sleeve_len=0.12, cuff_w=0.14,
+    CategorySpec("dress", dict(_GARM, shoulder_w=0.34, armpit_w=0.32, sleeve_len=0.12, cuff_w=0.14,
                  waist_w=0.24, waist_y=0.62, hem_w=0.7, hem_y=1.65, hem_curve=0.08, neck_depth=0.22)),
-    CategorySpec("hoodie", "hoodie", dict(_GARM, shoulder_w=0.46, armpit_w=0.42, waist_w=0.4, hem_w=0.38,
+    CategorySpec("hoodie", dict(_GARM, shoulder_w=0.46, armpit_w=0.42, waist_w=0.4, hem_w=0.38,
                  sleeve_len=0.8, cuff_w=0.15, elbow=True, hood=True, neck_depth=0.12, hem_y=1.0)),
 )

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from capellm.synth.geometry import CategorySpec, Figure, Jit, PI, Sketch, V, stack_points, ordered, dirv, ell, perp
+from capellm.synth.geometry import PI, CategorySpec, Figure, Jit, Sketch, V, dirv, ell, ordered, perp, stack_points
 
 FINGERS = ("index finger", "middle finger", "ring finger", "little finger")
 HAND_NAMES = ["wrist", "thumb base", "thumb knuckle", "thumb joint", "thumb tip"] + [
@@ -118,4 +118,4 @@ def build_hand(shape, rng, mirror):
     return fig.flip_x() if flip else fig
 
 
-HANDS = (CategorySpec("hand", "hand", dict(palm_w=0.5, palm_h=0.55, finger_w=0.1, thumb=1.0)),)
+HANDS = (CategorySpec("hand", dict(palm_w=0.5, palm_h=0.55, finger_w=0.1, thumb=1.0)),)

@@ -3,7 +3,21 @@
 
 from __future__ import annotations
 
-from capellm.synth.geometry import CategorySpec, Figure, Jit, PI, Sketch, V, stack_points, ordered, skeleton_of, dirv, ell, paired, rot2
+from capellm.synth.geometry import (
+    PI,
+    CategorySpec,
+    Figure,
+    Jit,
+    Sketch,
+    V,
+    dirv,
+    ell,
+    ordered,
+    paired,
+    rot2,
+    skeleton_of,
+    stack_points,
+)
 
 HUMAN_NAMES = ["nose", "left eye", "right eye", "left ear", "right ear", "left shoulder",
                "right shoulder", "left elbow", "right elbow", "left wrist", "right wrist",
@@ -138,11 +152,11 @@ def build_human(shape, rng, mirror):
 
 
 HUMANS = (
-    CategorySpec("adult", "person", dict(head_r=0.12, neck_len=0.08, shoulder_w=0.46, hip_w=0.3,
+    CategorySpec("adult", dict(head_r=0.12, neck_len=0.08, shoulder_w=0.46, hip_w=0.3,
                  torso_len=0.6, upper_arm=0.32, forearm=0.28, thigh=0.42, shin=0.4, limb_w=0.09)),
-    CategorySpec("child", "child", dict(head_r=0.16, neck_len=0.05, shoulder_w=0.36, hip_w=0.26,
+    CategorySpec("child", dict(head_r=0.16, neck_len=0.05, shoulder_w=0.36, hip_w=0.26,
                  torso_len=0.45, upper_arm=0.22, forearm=0.2, thigh=0.27, shin=0.25, limb_w=0.085)),
-    CategorySpec("robot", "robot", dict(head_r=0.14, neck_len=0.1, shoulder_w=0.56, hip_w=0.34,
+    CategorySpec("robot", dict(head_r=0.14, neck_len=0.1, shoulder_w=0.56, hip_w=0.34,
                  torso_len=0.58, upper_arm=0.3, forearm=0.3, thigh=0.38, shin=0.36, limb_w=0.11,
                  robot=True)),
 )

@@ -6,7 +6,22 @@ import math
 
 import numpy as np
 
-from capellm.synth.geometry import CategorySpec, Figure, Jit, PI, Sketch, V, stack_points, ordered, skeleton_of, dirv, ell, leaf, paired, rot2
+from capellm.synth.geometry import (
+    PI,
+    CategorySpec,
+    Figure,
+    Jit,
+    Sketch,
+    V,
+    dirv,
+    ell,
+    leaf,
+    ordered,
+    paired,
+    rot2,
+    skeleton_of,
+    stack_points,
+)
 
 INS_NAMES = ["head front", "left antenna tip", "right antenna tip", "neck", "waist", "abdomen tip",
              "left wing tip", "right wing tip", "left front knee", "left front foot", "left middle knee",
@@ -25,7 +40,8 @@ INS_KPS = ordered(paired([
               "roots and in front of the abdomen."),
     ("abdomen tip", "The rear end of the {n}'s abdomen on the midline, the point of the body "
                     "farthest from the head."),
-    ("{s} wing tip", "The tip of the {n}'s {s} wing (for beetles, of the {s} wing case), the point "
+    ("{s} wing tip", "The tip of the {n}'s {s} wing (or of the {s} wing case where hard wing cases cover "
+                     "the wings), the point "
                      "of that wing farthest from where it joins the thorax, beside the abdomen."),
     ("{s} front knee", "The joint of the {n}'s {s} front leg, the bend between the {s} side of the "
                        "thorax and the {s} front foot; the front legs point towards the head."),
@@ -124,13 +140,13 @@ def build_insect(shape, rng, mirror):
 
 
 INSECTS = (
-    CategorySpec("fly", "fly", dict(head_r=0.13, thorax_rx=0.15, thorax_ry=0.17, abd_rx=0.16,
+    CategorySpec("fly", dict(head_r=0.13, thorax_rx=0.15, thorax_ry=0.17, abd_rx=0.16,
                  abd_ry=0.24, gap=0.0, antenna=0.1, femur=0.22, tibia=0.22, leg_w=0.035, wing_len=0.7,
                  wing_w=0.3)),
-    CategorySpec("beetle", "beetle", dict(head_r=0.11, thorax_rx=0.2, thorax_ry=0.13, abd_rx=0.27,
+    CategorySpec("beetle", dict(head_r=0.11, thorax_rx=0.2, thorax_ry=0.13, abd_rx=0.27,
                  abd_ry=0.34, gap=0.0, antenna=0.3, femur=0.22, tibia=0.25, leg_w=0.045, elytra=True,
                  wing_len=0.5, wing_w=0.2)),
-    CategorySpec("wasp", "wasp", dict(head_r=0.12, thorax_rx=0.13, thorax_ry=0.16, abd_rx=0.15,
+    CategorySpec("wasp", dict(head_r=0.12, thorax_rx=0.13, thorax_ry=0.16, abd_rx=0.15,
                  abd_ry=0.32, gap=0.1, antenna=0.35, femur=0.26, tibia=0.28, leg_w=0.03, wing_len=0.62,
                  wing_w=0.18, stripes=True)),
 )

@@ -6,7 +6,20 @@ import math
 
 import numpy as np
 
-from capellm.synth.geometry import CategorySpec, Figure, Jit, PI, Sketch, V, stack_points, ordered, skeleton_of, dirv, ell, perp
+from capellm.synth.geometry import (
+    PI,
+    CategorySpec,
+    Figure,
+    Jit,
+    Sketch,
+    V,
+    dirv,
+    ell,
+    ordered,
+    perp,
+    skeleton_of,
+    stack_points,
+)
 
 LAMP_NAMES = ["base front edge", "base rear edge", "lower pivot", "elbow joint", "head pivot",
               "shade top", "shade rim front", "shade rim rear"]
@@ -74,5 +87,5 @@ def build_lamp(shape, rng, mirror):
     return fig.flip_x() if mirror else fig
 
 
-LAMPS = (CategorySpec("desk_lamp", "desk lamp", dict(base_w=0.5, base_h=0.1, arm1=0.6, arm2=0.55, arm_w=0.04,
+LAMPS = (CategorySpec("desk_lamp", dict(base_w=0.5, base_h=0.1, arm1=0.6, arm2=0.55, arm_w=0.04,
                                                      shade_len=0.3, shade_open=0.32)),)

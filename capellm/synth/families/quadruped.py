@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import math
 
-from capellm.synth.geometry import CategorySpec, Figure, Jit, PI, Sketch, V, stack_points, ordered, skeleton_of, dirv, ell, leaf, paired, rot2
+from capellm.synth.geometry import (
+    PI,
+    CategorySpec,
+    Figure,
+    Jit,
+    Sketch,
+    V,
+    dirv,
+    ell,
+    leaf,
+    ordered,
+    paired,
+    rot2,
+    skeleton_of,
+    stack_points,
+)
 
 QUAD_NAMES = ["left eye", "right eye", "nose", "neck", "root of tail",
               "left shoulder", "left elbow", "left front foot", "right shoulder", "right elbow",
@@ -142,27 +157,27 @@ def build_quadruped(shape, rng, mirror):
 
 
 QUADRUPEDS = (
-    CategorySpec("horse", "horse", dict(body_len=1.0, body_h=0.42, leg=0.72, leg_w=0.1, neck_len=0.45,
+    CategorySpec("horse", dict(body_len=1.0, body_h=0.42, leg=0.72, leg_w=0.1, neck_len=0.45,
                  neck_ang=52, neck_w=0.18, head_len=0.36, head_h=0.16, head_tilt=35, snout=0.12,
                  ear=0.1, ear_kind="long", tail_len=0.5, tail_ang=60, tail_curl=10, tail_w=0.07,
                  hoof=True)),
-    CategorySpec("giraffe", "giraffe", dict(body_len=0.85, body_h=0.4, leg=1.05, leg_w=0.08,
+    CategorySpec("giraffe", dict(body_len=0.85, body_h=0.4, leg=1.05, leg_w=0.08,
                  neck_len=1.0, neck_ang=68, neck_w=0.12, head_len=0.28, head_h=0.12, head_tilt=25,
                  snout=0.08, ear=0.08, ear_kind="point", horns=True, tail_len=0.4, tail_ang=70,
                  tail_curl=0, tail_w=0.03, hoof=True)),
-    CategorySpec("dachshund", "dachshund", dict(body_len=1.0, body_h=0.3, leg=0.2, leg_w=0.09,
+    CategorySpec("dachshund", dict(body_len=1.0, body_h=0.3, leg=0.2, leg_w=0.09,
                  neck_len=0.2, neck_ang=40, neck_w=0.16, head_len=0.32, head_h=0.17, head_tilt=15,
                  snout=0.13, ear=0.16, ear_kind="flop", tail_len=0.36, tail_ang=-20, tail_curl=20,
                  tail_w=0.04)),
-    CategorySpec("cat", "cat", dict(body_len=0.8, body_h=0.3, leg=0.42, leg_w=0.08, neck_len=0.14,
+    CategorySpec("cat", dict(body_len=0.8, body_h=0.3, leg=0.42, leg_w=0.08, neck_len=0.14,
                  neck_ang=45, neck_w=0.15, head_len=0.24, head_h=0.2, head_tilt=5, snout=0.05,
                  ear=0.11, ear_kind="point", tail_len=0.8, tail_ang=-60, tail_curl=-90,
                  tail_w=0.045)),
-    CategorySpec("bear", "bear", dict(body_len=1.0, body_h=0.55, leg=0.36, leg_w=0.17,
+    CategorySpec("bear", dict(body_len=1.0, body_h=0.55, leg=0.36, leg_w=0.17,
                  neck_len=0.18, neck_ang=12, neck_w=0.3, head_len=0.34, head_h=0.25, head_tilt=15,
                  snout=0.1, ear=0.09, ear_kind="round", tail_len=0.08, tail_ang=30, tail_curl=0,
                  tail_w=0.06)),
-    CategorySpec("fox", "fox", dict(body_len=0.85, body_h=0.3, leg=0.4, leg_w=0.07, neck_len=0.2,
+    CategorySpec("fox", dict(body_len=0.85, body_h=0.3, leg=0.4, leg_w=0.07, neck_len=0.2,
                  neck_ang=40, neck_w=0.14, head_len=0.3, head_h=0.16, head_tilt=10, snout=0.13,
                  ear=0.15, ear_kind="point", tail_len=0.6, tail_ang=25, tail_curl=-25, tail_w=0.06,
                  bushy=True)),

@@ -7,7 +7,21 @@ import math
 
 import numpy as np
 
-from capellm.synth.geometry import CategorySpec, Figure, HEX_FACES, Jit, PI, Scene3D, Sketch, stack_points, ordered, skeleton_of, box, cam_rot, paired
+from capellm.synth.geometry import (
+    HEX_FACES,
+    PI,
+    CategorySpec,
+    Figure,
+    Jit,
+    Scene3D,
+    Sketch,
+    box,
+    cam_rot,
+    ordered,
+    paired,
+    skeleton_of,
+    stack_points,
+)
 
 VEH_NAMES = ["left front wheel", "right front wheel", "left rear wheel", "right rear wheel",
              "left headlight", "right headlight", "left tail light", "right tail light",
@@ -114,11 +128,11 @@ def build_vehicle(shape, rng, mirror):
 
 
 VEHICLES = (
-    CategorySpec("sedan", "car", dict(length=2.0, width=0.85, body_h=0.32, clearance=0.16, wheel_r=0.17,
+    CategorySpec("sedan", dict(length=2.0, width=0.85, body_h=0.32, clearance=0.16, wheel_r=0.17,
                  wheel_x=0.31, cab0=-0.3, cab1=0.26, roof0=-0.18, roof1=0.08, cab_h=0.3)),
-    CategorySpec("van", "van", dict(length=2.0, width=0.9, body_h=0.42, clearance=0.16, wheel_r=0.17,
+    CategorySpec("van", dict(length=2.0, width=0.9, body_h=0.42, clearance=0.16, wheel_r=0.17,
                  wheel_x=0.32, cab0=-0.49, cab1=0.34, roof0=-0.49, roof1=0.16, cab_h=0.42)),
-    CategorySpec("pickup", "pickup truck", dict(length=2.2, width=0.9, body_h=0.36, clearance=0.22,
+    CategorySpec("pickup", dict(length=2.2, width=0.9, body_h=0.36, clearance=0.22,
                  wheel_r=0.2, wheel_x=0.32, cab0=-0.08, cab1=0.22, roof0=-0.06, roof1=0.12, cab_h=0.34,
                  bed=True)),
 )
