@@ -52,7 +52,7 @@ def run(cfg, data: str, split: int = 1, preset_name: str = "demo", pictures: int
     from capellm.baselines import MeanPositionBaseline, centre_prediction, evaluate_baseline
     from capellm.data.coco import load_keypoint_dataset
     from capellm.data.dataset import categories_for
-    from capellm.evaluate import category_labels, evaluate, image_reliance
+    from capellm.evaluate import category_labels, evaluate, wrong_image_pck
     from capellm.model.capellm import CapeLLM
     from capellm.train import train
 
@@ -86,7 +86,7 @@ def run(cfg, data: str, split: int = 1, preset_name: str = "demo", pictures: int
     say("[3/4] evaluating on the unseen test categories ...")
     model = CapeLLM.from_pretrained(final)
     result = evaluate(model, test_data, test_cats, cfg.eval)
-    reliance = image_reliance(model, test_data, test_cats)
+    reliance = wrong_image_pck(model, test_data, test_cats, cfg.eval)
     labels = category_labels(test_data, test_cats)
     mean_pos = MeanPositionBaseline(cfg.model.crop).fit(train_data.instances, train_cats)
     baselines = {

@@ -170,6 +170,52 @@ def image_reliance(model: CapeLLM, dataset: KeypointDataset, categories: dict[in
     return {"loss": own, "loss_other_images": other, "gap": other - own, "conversations": n_conversations}
 
 
+@torch.no_grad()
+def wrong_image_pck(model: CapeLLM, dataset: KeypointDataset, categories: dict[int, Category], cfg: EvalConfig,
+                    per_category: int = 50, threshold: float = 0.2) -> dict:
+    """Does the model read the image? PCK of the model on each instance with its own crop, and
+    again with the crop of ANOTHER instance of the same category in its place: same question,
+    same box (the answer is mapped back through the instance's own crop), only the pixels differ.
+    A model that answers from the keypoint's name alone scores the same twice; one that reads the
+    picture loses what it read. Up to `per_category` instances of each category are used (the
+    first ones, each paired with the next one of its category). Returns {"own", "other", "drop",
+    "instances", "threshold"} (PCK at `threshold`, fractions)."""
+    from dataclasses import replace as dc_replace
+
+    from capellm.metrics import instance_pck
+
+    chosen = [insts[:per_category] for insts in dataset.by_category().values() if len(insts) >= 2]
+    own_scores, other_scores = [], []
+    for insts in chosen:
+        crops = [crop_instance(load_image(x.image_path), x.bbox, x.keypoints, x.visible, model.cfg.crop)
+                 for x in insts]
+        swapped = [dc_replace(c, pixel_values=crops[(i + 1) % len(crops)].pixel_values) for i, c in enumerate(crops)]
+        cats = [categories[x.category_id] for x in insts]
+        for i in range(0, len(insts), cfg.batch_size):
+            sl = slice(i, i + cfg.batch_size)
+            for scores, batch in ((own_scores, crops[sl]), (other_scores, swapped[sl])):
+                for x, p in zip(insts[sl], model.predict_crops(batch, cats[sl], mode=cfg.mode)):
+                    scores.append(instance_pck(p.keypoints, x.keypoints, x.visible, x.bbox, threshold))
+    if not own_scores:
+        raise ValueError(f"{dataset.path}: no category with two instances to swap images between")
+    own, other = float(np.mean(own_scores)), float(np.mean(other_scores))
+    return {"own": own, "other": other, "drop": own - other, "instances": len(own_scores), "threshold": threshold}
+
+
+def reliance_sentence(r: dict) -> str:
+    """What `wrong_image_pck` says, in words that match its numbers."""
+    t = f"PCK@{r['threshold']:g}"
+    head = (f"image reliance: given another instance's image of the same category (same question, same box), "
+            f"{t} goes from {100 * r['own']:.1f} to {100 * r['other']:.1f} ({-100 * r['drop']:+.1f} points "
+            f"on {r['instances']} instances)")
+    drop = 100 * r["drop"]
+    if drop >= 10:
+        return head + ": the model reads the image."
+    if drop >= 3:
+        return head + ": the model reads the image a little; most of its answer comes from the keypoint's name."
+    return head + ": the answers come from the keypoint's name, not from the image."
+
+
 def write_report(result: dict, out: str | Path, thresholds) -> str:
     """Write the metrics JSON; returns the table to print (one per decoding)."""
     atomic_write_json(out, result)

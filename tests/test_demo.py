@@ -63,7 +63,8 @@ def test_demo_runs_end_to_end(tiny_synth, tmp_path, capsys):
     table = printed.split("PCK@0.2 per unseen category (%)")[1].strip().split("\n\n")[0]
     rows = table.splitlines()[1:]
     assert sorted(r.split()[0] for r in rows) == sorted(m["model"]["per_category"])
-    assert set(m["image_reliance"]) == {"loss", "loss_other_images", "gap", "conversations"}
+    r = m["image_reliance"]
+    assert set(r) == {"own", "other", "drop", "instances", "threshold"} and r["drop"] == r["own"] - r["other"]
 
 
 def test_ablate_instruction_study_resumes(tiny_synth, tmp_path):
@@ -144,3 +145,56 @@ def test_ablate_names_study_scores_paraphrased_names(tiny_synth, tmp_path, monke
     original = yaml.safe_load((tiny_synth / "categories" / "horse.yaml").read_text())
     assert [k["description"] for k in renamed["keypoints"]] == [k["description"] for k in original["keypoints"]]
     assert "paraphrased names: horse PCK@0.2" in (out / "ablations.md").read_text()
+
+
+def test_wrong_image_pck_pairs_each_instance_with_another_of_its_category():
+    """A model that reads the image loses what it read when given another instance's crop; one
+    that answers from the name alone scores the same; the sentence matches the numbers."""
+    from types import SimpleNamespace
+
+    from capellm.evaluate import reliance_sentence, wrong_image_pck
+    from capellm.model.capellm import Prediction
+
+    class Reader:
+        """Answers where the crop's brightest pixel is (reads), or the box centre (does not)."""
+
+        def __init__(self, reads):
+            self.cfg = SimpleNamespace(crop=CropConfig(input_size=32))
+            self.reads = reads
+
+        def predict_crops(self, crops, cats, mode="single"):
+            out = []
+            for c, cat in zip(crops, cats):
+                a = c.pixel_values.sum(0)
+                iy, ix = divmod(int(a.argmax()), a.shape[1])
+                uv = ((ix + 0.5) / 32, (iy + 0.5) / 32) if self.reads else (0.5, 0.5)
+                out.append(Prediction(cat.keypoint_names, c.to_image(np.array([uv] * cat.num_keypoints)),
+                                      np.ones(cat.num_keypoints), [""] * cat.num_keypoints, {}))
+            return out
+
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image, ImageDraw
+
+    from capellm.data.coco import KeypointDataset
+    from capellm.config import EvalConfig
+
+    tmp = Path(tempfile.mkdtemp())
+    cat = Category("dot", (Keypoint("dot"),), id=1)
+    insts = []
+    for i, (x, y) in enumerate([(10, 10), (50, 50), (10, 50), (50, 10)]):
+        im = Image.new("RGB", (64, 64))
+        ImageDraw.Draw(im).ellipse([x - 3, y - 3, x + 3, y + 3], fill=(255, 255, 255))
+        im.save(tmp / f"{i}.png")
+        insts.append(Instance(ann_id=i, image_id=i, category_id=1, file_name=f"{i}.png", image_path=tmp / f"{i}.png",
+                              width=64, height=64, bbox=np.array([0, 0, 63, 63], np.float32),
+                              keypoints=np.array([[x, y]], np.float32), visible=np.array([True])))
+    ds = KeypointDataset(tmp / "a.json", insts, {1: {"name": "dot"}}, {1: 1})
+    reads = wrong_image_pck(Reader(True), ds, {1: cat}, EvalConfig(batch_size=3))
+    blind = wrong_image_pck(Reader(False), ds, {1: cat}, EvalConfig(batch_size=3))
+    assert (reads["own"], reads["other"], reads["instances"]) == (1.0, 0.0, 4)
+    assert blind["drop"] == 0.0
+    assert reliance_sentence(reads).endswith("the model reads the image.")
+    assert reliance_sentence(blind).endswith("not from the image.")
+    assert "goes from 100.0 to 0.0 (-100.0 points on 4 instances)" in reliance_sentence(reads)

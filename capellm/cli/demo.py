@@ -23,6 +23,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from capellm.demo import category_table, comparison_table, demo_config, run
+    from capellm.evaluate import reliance_sentence
     from capellm.metrics import format_table
 
     cfg = demo_config(args.data, args.out, args.split, args.preset, args.steps, args.seed)
@@ -35,9 +36,7 @@ def main(argv=None) -> int:
     print()
     print(category_table(result, baselines))
     print()
-    print(f"image reliance: answer loss {reliance['loss']:.4f} with each instance's own crop, "
-          f"{reliance['loss_other_images']:.4f} with another instance's crop (gap {reliance['gap']:+.4f}; "
-          f"near 0: the answers come from the text alone)")
+    print(reliance_sentence(reliance))
     print()
     print("time: " + ", ".join(f"{k} {v:.0f} s" for k, v in times.items()) + f", total {sum(times.values()):.0f} s")
     print(f"metrics: {args.out}/metrics.json   checkpoint: {s['checkpoint']}   pictures: {args.out}/pictures")
