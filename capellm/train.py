@@ -34,6 +34,7 @@ from capellm import checkpoint as ckpt
 from capellm.config import ConfigError, RunConfig, from_dict, to_dict
 from capellm.data.coco import load_keypoint_dataset
 from capellm.data.dataset import InstructionDataset, categories_for, collate, epoch_order
+from capellm.data.images import ImageCache
 from capellm.errors import CheckpointError, TrainingError
 from capellm.data.instructions import instruction_corpus
 from capellm.model.capellm import CapeLLM
@@ -66,6 +67,17 @@ def lr_lambda(total_steps: int, warmup_ratio: float, schedule: str):
     return f
 
 
+def attention_for_training(device: torch.device, mixed_precision: str):
+    """The SDPA kernel training uses: on the CPU under bf16 autocast, the math kernel (torch's
+    fused CPU attention is 2.5x slower in bf16 than in float32 there, its backward most:
+    measured 16.6 against 6.6 ms for [16, 4, 100, 32] forward + backward); elsewhere the default."""
+    if device.type == "cpu" and mixed_precision == "bf16":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
+
+
 def make_accelerator(cfg: RunConfig):
     from accelerate import Accelerator
 
@@ -96,7 +108,8 @@ def build_training(cfg: RunConfig, accelerator):
     seed_everything(cfg.train.seed)
     model = CapeLLM(cfg.model, tokenizer=tokenizer)
     ds = InstructionDataset(data.instances, cats, cfg.model.crop, cfg.model.instruction, model.fmt,
-                            model.segment_tokenizer, seed=cfg.train.seed, augment=True)
+                            model.segment_tokenizer, seed=cfg.train.seed, augment=True,
+                            image_cache=ImageCache(cfg.data.image_cache_mb))
     if len(ds) == 0:
         raise ValueError(f"{cfg.data.train_file}: no instance has a labelled keypoint inside its crop; "
                          f"nothing to train on")
@@ -105,9 +118,18 @@ def build_training(cfg: RunConfig, accelerator):
     batches_per_epoch = math.ceil(len(ds) / (t.batch_size * world))
     steps_per_epoch = math.ceil(batches_per_epoch / t.grad_accum)
     total = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
-    opt = torch.optim.AdamW(model.param_groups(t.lr, t.weight_decay), lr=t.lr, betas=t.betas)
+    opt = make_optimizer(model.param_groups(t.lr, t.weight_decay), t)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(total, t.warmup_ratio, t.schedule))
     return model, ds, opt, sched, batches_per_epoch, total
+
+
+def make_optimizer(groups: list[dict], t) -> torch.optim.Optimizer:
+    """AdamW; the fused implementation wherever the parameters allow it (float tensors on the CPU
+    or CUDA). torch picks the single-tensor loop by itself on the CPU, which the fused one runs
+    4x faster (measured: 60 tensors of a 128-wide model, 4.0 against 1.0 ms a step)."""
+    params = [p for g in groups for p in g["params"]]
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(groups, lr=t.lr, betas=t.betas, fused=fused or None)
 
 
 def epoch_batches(n: int, cfg: RunConfig, epoch: int, rank: int, world: int) -> list[list[int]]:
@@ -158,7 +180,7 @@ def load_checkpoint(path: Path, accelerator, model, opt, sched) -> LoopState:
 # what a resumed run may change: how it logs, saves and loads, and how long it trains (the
 # schedule then runs to the new end), not what it computes
 RESUME_MAY_CHANGE = ("train.log_every", "train.save_every", "train.keep_last", "train.num_workers",
-                     "train.out_dir", "train.max_steps", "train.epochs", "data.image_root",
+                     "train.out_dir", "train.max_steps", "train.epochs", "data.image_root", "data.image_cache_mb",
                      "data.val_file", "data.test_file")
 
 
@@ -248,7 +270,8 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
     if last is None and pre.steps > 0:
         # every process runs the same seeded pre-training; DDP then broadcasts rank 0's weights
         stats = pretrain_encoder(model.vision, ds.instances, ds.categories, cfg.model.crop, pre.steps,
-                                 pre.batch_size, pre.lr, pre.target, seed=t.seed, device=accelerator.device)
+                                 pre.batch_size, pre.lr, pre.target, seed=t.seed, device=accelerator.device,
+                                 image_cache=ds.image)
         if accelerator.is_main_process:
             _log_line(cfg, {"encoder_pretrain_steps": pre.steps, "loss": stats["loss"][1],
                             "seconds": stats["seconds"]})
@@ -279,7 +302,8 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
                 last_micro = state.batch - group_start == group_size - 1
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 sync = accelerator.no_sync(model) if not last_micro else contextlib.nullcontext()
-                with sync, accelerator.autocast():
+                with sync, accelerator.autocast(), attention_for_training(accelerator.device,
+                                                                          accelerator.mixed_precision):
                     outputs = model(batch)
                     _require_finite(outputs["loss"], out, state.step + 1)
                     accelerator.backward(outputs["loss"] / group_size)

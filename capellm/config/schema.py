@@ -200,13 +200,15 @@ class CropConfig:
         _check(math.isfinite(self.padding) and self.padding > 0, f"{w}.padding must be > 0, got {self.padding}")
         _check(all(s > 0 for s in self.std), f"{w}.std must be positive, got {self.std}")
         lo, hi = self.scale_range
-        _check(0 < lo <= hi and math.isfinite(hi), f"{w}.scale_range must satisfy 0 < low <= high, got {self.scale_range}")
+        _check(0 < lo <= hi and math.isfinite(hi),
+               f"{w}.scale_range must satisfy 0 < low <= high, got {self.scale_range}")
         _check(self.scale_distribution in ("uniform", "normal"),
                f"{w}.scale_distribution must be uniform or normal, got '{self.scale_distribution}'")
         _check(self.scale_std >= 0, f"{w}.scale_std must be >= 0, got {self.scale_std}")
         _check(0 <= self.max_rotation <= 180, f"{w}.max_rotation must be in [0, 180] degrees, got {self.max_rotation}")
         _check(0 <= self.rotation_prob <= 1, f"{w}.rotation_prob must be in [0, 1], got {self.rotation_prob}")
-        _check(0 <= self.max_shift <= 1, f"{w}.max_shift must be in [0, 1] (fraction of the side), got {self.max_shift}")
+        _check(0 <= self.max_shift <= 1,
+               f"{w}.max_shift must be in [0, 1] (fraction of the side), got {self.max_shift}")
 
 
 @dataclass(frozen=True)
@@ -261,11 +263,13 @@ class DataConfig:
     image_root: str = ""            # folder the JSON's file_name is relative to ("" = the JSON's folder)
     categories: str = "mp100"       # folder of category YAML files, or "mp100" (shipped files)
     only_present: bool = False      # train on the instances whose image exists (partial MP-100)
+    image_cache_mb: int = 1024      # decoded training images kept in memory (per data-loader process)
     allow_outside_root: bool = False  # accept file_names that are absolute or lead out with ".."
     match_keypoint_names: bool = True  # where the annotations name their keypoints, the category file must too
 
     def __post_init__(self):
         _enforce_types(self, "data")
+        _check(self.image_cache_mb >= 0, f"data.image_cache_mb must be >= 0, got {self.image_cache_mb}")
 
 
 @dataclass
@@ -319,7 +323,8 @@ class TrainConfig:
         _check(self.num_workers >= 0, f"train.num_workers must be >= 0, got {self.num_workers}")
         _check(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
                f"train.weight_decay must be a finite number >= 0, got {self.weight_decay}")
-        _check(math.isfinite(self.clip_grad) and self.clip_grad >= 0, f"train.clip_grad must be >= 0, got {self.clip_grad}")
+        _check(math.isfinite(self.clip_grad) and self.clip_grad >= 0,
+               f"train.clip_grad must be >= 0, got {self.clip_grad}")
         _check(all(0 <= b < 1 for b in self.betas), f"train.betas must be in [0, 1), got {self.betas}")
         _check(0 <= self.warmup_ratio < 1, f"train.warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         _check(self.schedule in ("cosine", "linear", "constant"),

@@ -1,0 +1,109 @@
+"""Training-step speed of the demo preset: the earlier path and today's, side by side in one run.
+
+Both paths train the same model on the same batches of the synthetic benchmark (split 1), in one
+process, interleaved (A B A B ...) so that a change in machine load hits them alike:
+
+  before   what `capellm train` did before: the single-tensor AdamW torch picks by itself on the
+           CPU, every training image decoded again for every sample (no image cache), float32.
+  after    what it does now: fused AdamW, decoded images cached (data.image_cache_mb), and the
+           precision `train.mixed_precision` gives (float32 unless --precision says otherwise).
+
+Each path is timed over --steps optimiser steps after --warmup steps, data loading included
+(the loop of capellm.train: sample -> crop -> collate -> forward -> backward -> clip -> step).
+Prints steps/s and samples/s for each and the ratio after / before.
+
+    python benchmarks/train_step.py                      # float32 both (docs/performance.md)
+    python benchmarks/train_step.py --precision bf16     # after: bf16 autocast on the CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import torch
+
+
+def build(args, fast: bool):
+    from dataclasses import replace
+
+    from capellm.data.images import ImageCache
+    from capellm.demo import demo_config
+    from capellm.train import build_training, make_accelerator
+
+    cfg = demo_config(args.data, "/tmp/capellm_bench_train_step", steps=args.warmup + args.steps)
+    if args.question:
+        cfg.model.instruction = replace(cfg.model.instruction, question=args.question)
+    cfg.train.encoder_pretrain = replace(cfg.train.encoder_pretrain, steps=0)
+    cfg.train.mixed_precision = "no"     # one accelerate state per process: autocast is ours below
+    acc = make_accelerator(cfg)
+    torch.manual_seed(0)
+    model, ds, opt, sched, _, _ = build_training(cfg, acc)
+    if not fast:
+        ds.image = ImageCache(0)
+        opt = torch.optim.AdamW(model.param_groups(cfg.train.lr, cfg.train.weight_decay), lr=cfg.train.lr,
+                                betas=cfg.train.betas, foreach=False)
+    return cfg, acc, model, ds, opt, (args.precision if fast else "no")
+
+
+def run_steps(state, n: int) -> float:
+    from capellm.data.dataset import collate
+    from capellm.train import attention_for_training
+
+    cfg, acc, model, ds, opt, precision, batches, pos = state
+    model.train()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        idx = batches[pos[0] % len(batches)]
+        pos[0] += 1
+        batch = collate([ds[i] for i in idx], model.tokenizer.pad_token_id)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"), \
+                attention_for_training(torch.device("cpu"), precision):
+            out = model(batch)
+        out["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_grad)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return time.perf_counter() - t0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="data/synth", help="the synthetic benchmark (generated if missing)")
+    p.add_argument("--steps", type=int, default=60, help="timed steps per path and round")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--rounds", type=int, default=3, help="A B rounds")
+    p.add_argument("--precision", default="no", choices=("no", "bf16"), help="today's path: float32 or bf16")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--question", default="", help="another question template for both paths")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from capellm import synth
+    from capellm.train import epoch_batches
+
+    if not synth.is_complete(args.data):
+        synth.generate(args.data, seed=0)
+    states = {}
+    for name, fast in (("before", False), ("after", True)):
+        cfg, acc, model, ds, opt, precision = build(args, fast)
+        batches = epoch_batches(len(ds), cfg, 0, 0, 1)
+        states[name] = [cfg, acc, model, ds, opt, precision, batches, [0]]
+        run_steps(states[name], args.warmup)
+    times = {k: 0.0 for k in states}
+    for _ in range(args.rounds):
+        for name in states:
+            times[name] += run_steps(states[name], args.steps)
+    n = args.rounds * args.steps
+    batch = states["after"][0].train.batch_size
+    print(f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}; "
+          f"demo preset, batch {batch}, {n} steps per path ({args.rounds} interleaved rounds)")
+    for name, t in times.items():
+        print(f"  {name:<7} {1000 * t / n:7.1f} ms/step  {n / t:6.2f} steps/s  {n * batch / t:7.1f} samples/s")
+    print(f"  ratio after/before (speed): {times['before'] / times['after']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
