@@ -1,7 +1,8 @@
 """`capellm predict`, `capellm category` and the pictures: real-world input, exact coordinates.
 
 Most checks use stand-in models that go through the real predict path (`CapeLLM.predict`: the
-region reader and the crop) and answer something whose true position is known (the brightest pixel, the crop centre), so coordinates
+region reader and the crop) and answer something whose true position is known (the brightest
+pixel, the crop centre), so coordinates
 can be checked exactly whatever a tiny trained model says. The CLI runs use a tiny checkpoint
 trained once per module.
 """

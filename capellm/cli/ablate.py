@@ -11,8 +11,8 @@ import argparse
 def main(argv=None) -> int:
     from capellm.ablate import NAMES_STUDY, STUDIES, run_studies
 
-    p = argparse.ArgumentParser(prog="capellm ablate",
-                                description="The paper's ablations (Tables 3, 4, 6, Figure 4) on the synthetic benchmark.")
+    p = argparse.ArgumentParser(prog="capellm ablate", description="The paper's ablations (Tables 3, 4, 6, "
+                                                                   "Figure 4) on the synthetic benchmark.")
     p.add_argument("--study", choices=(*STUDIES, NAMES_STUDY, "all"), default="all")
     p.add_argument("--data", default="data/synth")
     p.add_argument("--out", default="runs/ablations")

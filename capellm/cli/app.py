@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     from capellm.app import HOST, build_app, launch
     from capellm.model.capellm import CapeLLM
 
-    model = CapeLLM.from_pretrained(args.checkpoint, device=pick_device(args.device))
+    model = CapeLLM.from_pretrained(args.checkpoint, device=pick_device(args.device), dtype=args.dtype)
     print(f"capellm app: {model.describe()}\nopen http://{HOST}:{args.port} in a browser (Ctrl-C stops)")
     launch(build_app(model), args.port, block=True)
     return 0

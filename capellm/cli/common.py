@@ -31,6 +31,8 @@ def resolve_config(args):
 
 def add_device_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    p.add_argument("--dtype", default=None, choices=("float32", "bfloat16"),
+                   help="the LLM's weights for decoding (default: the checkpoint's; bfloat16 halves them)")
 
 
 def pick_device(name: str | None) -> str:

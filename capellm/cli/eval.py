@@ -55,7 +55,8 @@ def main(argv=None) -> int:
 
     # everything that can be checked is checked before the model loads
     if args.out:
-        inputs = [cfg.data.test_file, args.checkpoint] + ([cfg.data.categories] if cfg.data.categories != "mp100" else [])
+        inputs = [cfg.data.test_file, args.checkpoint]
+        inputs += [cfg.data.categories] if cfg.data.categories != "mp100" else []
         try:
             refuse_overwriting_inputs({"--out": [args.out]}, inputs)
         except ValueError as e:
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
     cats = categories_for(data, cfg.data.categories, cfg.data.match_keypoint_names)
     require_images(data, "--image-root")
     device = pick_device(args.device)
-    model = CapeLLM.from_pretrained(args.checkpoint, device=device)
+    model = CapeLLM.from_pretrained(args.checkpoint, device=device, dtype=args.dtype)
     stem = Path(cfg.data.test_file).stem
     if args.protocol == "pairs":
         result = evaluate_pairs(model, data, cats, cfg.eval, shots=args.shots)

@@ -103,7 +103,7 @@ def main(argv=None) -> int:
         error(PROG, str(e))
         return 2
 
-    model = CapeLLM.from_pretrained(args.checkpoint, device=pick_device(args.device))
+    model = CapeLLM.from_pretrained(args.checkpoint, device=pick_device(args.device), dtype=args.dtype)
     results, errors = [], []
     for path in paths:
         try:

@@ -7,16 +7,42 @@ but its error class (capellm.errors).
     cfg.train.lr = 2e-4
 """
 
-from capellm.config.flags import (ALIASES, add_arguments, apply_arguments, from_dict, leaf_fields,
-                                  load_yaml_config, merge, parse_overrides, to_dict)
+from capellm.config.flags import (
+                                  ALIASES,
+                                  add_arguments,
+                                  apply_arguments,
+                                  from_dict,
+                                  leaf_fields,
+                                  load_yaml_config,
+                                  merge,
+                                  parse_overrides,
+                                  to_dict,
+)
 from capellm.config.paths import model_root, portable_path, resolve_model_path
 from capellm.config.presets import PRESETS, preset, register
-from capellm.config.schema import (DECODINGS, MODES, OFFICIAL_QUESTION, PRETRAIN_TARGETS, ConfigError, CropConfig, DataConfig,
-                                   EncoderPretrainConfig, EvalConfig, InstructionConfig, LLMConfig, LoRAConfig,
-                                   ModelConfig, ProjectorConfig, RunConfig, TrainConfig, VisionConfig)
+from capellm.config.schema import (
+                                  DECODINGS,
+                                  MODES,
+                                  OFFICIAL_QUESTION,
+                                  PRETRAIN_TARGETS,
+                                  ConfigError,
+                                  CropConfig,
+                                  DataConfig,
+                                  EncoderPretrainConfig,
+                                  EvalConfig,
+                                  InstructionConfig,
+                                  LLMConfig,
+                                  LoRAConfig,
+                                  ModelConfig,
+                                  ProjectorConfig,
+                                  RunConfig,
+                                  TrainConfig,
+                                  VisionConfig,
+)
 
-__all__ = ["ALIASES", "DECODINGS", "MODES", "OFFICIAL_QUESTION", "PRESETS", "PRETRAIN_TARGETS", "ConfigError", "CropConfig", "DataConfig",
-           "EncoderPretrainConfig", "EvalConfig", "InstructionConfig", "LLMConfig", "LoRAConfig", "ModelConfig",
-           "ProjectorConfig", "RunConfig", "TrainConfig", "VisionConfig", "add_arguments", "apply_arguments",
-           "from_dict", "leaf_fields", "load_yaml_config", "merge", "model_root", "parse_overrides",
-           "portable_path", "preset", "register", "resolve_model_path", "to_dict"]
+__all__ = [
+    "ALIASES", "DECODINGS", "MODES", "OFFICIAL_QUESTION", "PRESETS", "PRETRAIN_TARGETS", "ConfigError",
+    "CropConfig", "DataConfig", "EncoderPretrainConfig", "EvalConfig", "InstructionConfig", "LLMConfig",
+    "LoRAConfig", "ModelConfig", "ProjectorConfig", "RunConfig", "TrainConfig", "VisionConfig",
+    "add_arguments", "apply_arguments", "from_dict", "leaf_fields", "load_yaml_config", "merge",
+    "model_root", "parse_overrides", "portable_path", "preset", "register", "resolve_model_path", "to_dict"]

@@ -14,8 +14,18 @@ from __future__ import annotations
 
 from typing import Callable
 
-from capellm.config.schema import (OFFICIAL_QUESTION, ConfigError, CropConfig, EncoderPretrainConfig, EvalConfig, InstructionConfig,
-                                   LLMConfig, RunConfig, TrainConfig, VisionConfig)
+from capellm.config.schema import (
+    OFFICIAL_QUESTION,
+    ConfigError,
+    CropConfig,
+    EncoderPretrainConfig,
+    EvalConfig,
+    InstructionConfig,
+    LLMConfig,
+    RunConfig,
+    TrainConfig,
+    VisionConfig,
+)
 
 _REGISTRY: dict[str, Callable[[], RunConfig]] = {}
 

@@ -233,7 +233,8 @@ class CapeLLM(nn.Module):
         for i, (cat, kps) in enumerate(zip(categories, ask)):
             # single: one conversation per keypoint; multi: groups of k in keypoint order, each
             # later round's prompt following the model's previous answer (as in training)
-            groups = [[kp] for kp in kps] if mode == "single" else [kps[j:j + icfg.k] for j in range(0, len(kps), icfg.k)]
+            groups = ([[kp] for kp in kps] if mode == "single"
+                      else [kps[j:j + icfg.k] for j in range(0, len(kps), icfg.k)])
             for group in groups:
                 rounds = [first(cat, group[0])] + [
                     self.segment_tokenizer.encode(round_segments(cat, kp, icfg, self.fmt, first=False).text)
@@ -364,7 +365,10 @@ class CapeLLM(nn.Module):
         atomic_write_text(d / CONFIG_FILE, yaml.safe_dump(self.config_dict(), sort_keys=False))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None) -> "CapeLLM":
+    def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None,
+                        dtype: str | torch.dtype | None = None) -> "CapeLLM":
+        """Load a checkpoint folder. dtype: the LLM's weights for inference ("bfloat16" halves
+        them and uses the CPU's bf16 matrix units; see `set_inference_dtype`)."""
         d = Path(directory)
         for name in (CONFIG_FILE, WEIGHTS_FILE, TOKENIZER_DIR):
             if not (d / name).exists():
@@ -390,8 +394,21 @@ class CapeLLM(nn.Module):
         model.load_trained_state_dict(state, source=str(d / WEIGHTS_FILE))
         if device is not None:
             model.to(device)
+        if dtype is not None:
+            model.set_inference_dtype(dtype)
         model.eval()
         return model
+
+    def set_inference_dtype(self, dtype: str | torch.dtype) -> None:
+        """Cast the LLM (base weights and any adapters) to `dtype` for decoding; the encoder and
+        projector keep theirs (the engine casts the image tokens). For inference only: training
+        keeps float32 master weights (train.mixed_precision)."""
+        dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        if dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            raise CheckpointError(f"inference dtype must be float32, bfloat16 or float16, got {dtype}")
+        if self.cfg.llm.load_in_4bit:
+            return                                  # quantised weights keep their own compute dtype
+        self.llm.to(dtype)
 
     def describe(self) -> str:
         n_all = sum(p.numel() for p in self.parameters())
