@@ -84,7 +84,14 @@ def make_accelerator(cfg: RunConfig):
     mp = cfg.train.mixed_precision
     if mp == "auto":
         mp = "bf16" if torch.cuda.is_available() and not cfg.train.cpu else "no"
-    return Accelerator(cpu=cfg.train.cpu, mixed_precision=mp)
+    report = cfg.train.report_to
+    trackers = {} if report == "none" else {"log_with": report, "project_dir": cfg.train.out_dir}
+    return Accelerator(cpu=cfg.train.cpu, mixed_precision=mp, **trackers)
+
+
+def tracker_config(cfg: RunConfig) -> dict:
+    """The run's config as the flat scalar mapping trackers store (lists and dicts as text)."""
+    return {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v) for k, v in _flat(to_dict(cfg)).items()}
 
 
 def build_training(cfg: RunConfig, accelerator):
@@ -102,6 +109,13 @@ def build_training(cfg: RunConfig, accelerator):
 
         require_images(data)           # a missing image fails now, not at the step that reaches it
     cats = categories_for(data, cfg.data.categories, cfg.data.match_keypoint_names)
+    if cfg.data.val_file:              # and the validation file's, before hours of training
+        from capellm.data.mp100 import require_images
+
+        val = load_keypoint_dataset(cfg.data.val_file, cfg.data.image_root or None,
+                                    allow_outside_root=cfg.data.allow_outside_root)
+        categories_for(val, cfg.data.categories, cfg.data.match_keypoint_names)
+        require_images(val)
     tokenizer = None
     if cfg.model.llm.tokenizer.startswith("bpe:"):
         tokenizer = build_tokenizer(cfg.model.llm, instruction_corpus(list(cats.values()), cfg.model.instruction))
@@ -244,10 +258,11 @@ def _log_line(cfg: RunConfig, record: dict) -> None:
 
 
 def train(cfg: RunConfig, resume: bool = False, stop_after_steps: int | None = None,
-          overwrite: bool = False) -> Path:
+          overwrite: bool = False, evaluate_val: bool = True) -> Path:
     """Train; returns the folder of the final model. resume: continue the run in train.out_dir
-    (or start one there); overwrite: replace the run there. `stop_after_steps` ends the process
-    early (after saving) to simulate an interruption in tests."""
+    (or start one there); overwrite: replace the run there; evaluate_val: score data.val_file at
+    the end (metrics_val.json, and the tracker of train.report_to). `stop_after_steps` ends the
+    process early (after saving) to simulate an interruption in tests."""
     out = Path(cfg.train.out_dir)
     if out.exists() and not out.is_dir():
         raise TrainingError(f"{out}: train.out_dir is a file, not a folder")
@@ -257,10 +272,10 @@ def train(cfg: RunConfig, resume: bool = False, stop_after_steps: int | None = N
         if accelerator.is_main_process:
             prepare_run_folder(cfg, resume, overwrite)
         accelerator.wait_for_everyone()
-        return _train(cfg, accelerator, resume, stop_after_steps)
+        return _train(cfg, accelerator, resume, stop_after_steps, evaluate_val)
 
 
-def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | None) -> Path:
+def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | None, evaluate_val: bool) -> Path:
     out = Path(cfg.train.out_dir)
     model, ds, opt, sched, batches_per_epoch, total = build_training(cfg, accelerator)
     state = LoopState()
@@ -281,6 +296,8 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
     elif resume:
         log.info("no checkpoint in %s: starting from scratch", out)
     model, opt = accelerator.prepare(model, opt)
+    if t.report_to != "none":
+        accelerator.init_trackers("capellm", config=tracker_config(cfg))
     bar = tqdm(total=total, initial=state.step, disable=not accelerator.is_main_process, desc="train",
                dynamic_ncols=True)
     t0, seen = time.time(), 0
@@ -325,8 +342,11 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", samples_s=f"{rate:.1f}")
                 bar.update(1)
                 if accelerator.is_main_process and (state.step % t.log_every == 0 or state.step == total):
-                    _log_line(cfg, {"step": state.step, "epoch": state.epoch, "loss": loss, "lr": lr,
-                                    "token_accuracy": float(outputs["token_accuracy"]), "samples_per_s": rate})
+                    record = {"step": state.step, "epoch": state.epoch, "loss": loss, "lr": lr,
+                              "token_accuracy": float(outputs["token_accuracy"]), "samples_per_s": rate}
+                    _log_line(cfg, record)
+                    if t.report_to != "none":
+                        accelerator.log({f"train/{k}": v for k, v in record.items() if k != "step"}, step=state.step)
                 if state.step % t.save_every == 0 or state.step == total:
                     save_checkpoint(accelerator, model, opt, sched, state, cfg)
                 if stop_after_steps is not None and state.step >= stop_after_steps:
@@ -338,6 +358,26 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
     final = out / "model"
     if accelerator.is_main_process:
         final = ckpt.publish_model(ckpt.latest_checkpoint(out), out)
+        if evaluate_val and cfg.data.val_file:
+            metrics = evaluate_validation(cfg, accelerator.unwrap_model(model), final)
+            if t.report_to != "none":
+                accelerator.log({f"val/{k}": v for k, v in metrics["overall"].items()}, step=state.step)
     accelerator.wait_for_everyone()
+    if t.report_to != "none":
+        accelerator.end_training()
     return final
+
+
+def evaluate_validation(cfg: RunConfig, model, final: Path) -> dict:
+    """PCK of the trained model on data.val_file (protocol 1), written to <out_dir>/metrics_val.json."""
+    from capellm.evaluate import evaluate, write_report
+
+    data = load_keypoint_dataset(cfg.data.val_file, cfg.data.image_root or None,
+                                 allow_outside_root=cfg.data.allow_outside_root)
+    cats = categories_for(data, cfg.data.categories, cfg.data.match_keypoint_names)
+    model.eval()
+    result = evaluate(model, data, cats, cfg.eval)
+    out = Path(cfg.train.out_dir) / "metrics_val.json"
+    log.info("validation (%s):\n%s", cfg.data.val_file, write_report(result, out, cfg.eval.thresholds))
+    return result
 

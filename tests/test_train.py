@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 import torch
 from conftest import tiny_config
 from safetensors.torch import load_file
@@ -132,3 +133,24 @@ def test_two_cpu_processes(tiny_data, tmp_path):
     from capellm.model.capellm import CapeLLM
 
     CapeLLM.from_pretrained(out / "model")
+
+
+def test_tensorboard_tracker_gets_loss_lr_throughput_val_metrics_and_config(tiny_data, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_config(tiny_data, tmp_path / "tb", max_steps=3, save_every=3, report_to="tensorboard")
+    cfg.data.val_file = cfg.data.train_file
+    train(cfg)
+    scalars: dict = {}
+    for e in sorted((tmp_path / "tb").rglob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(e))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            scalars[tag] = [s.step for s in acc.Scalars(tag)]
+    assert {"train/loss", "train/lr", "train/samples_per_s", "val/PCK@0.2", "val/mPCK"} <= set(scalars)
+    assert scalars["train/loss"] == [1, 2, 3] and scalars["val/PCK@0.2"] == [3]
+    (hparams,) = (tmp_path / "tb").rglob("hparams.yml")            # the run's config, flat
+    stored = yaml.safe_load(hparams.read_text())
+    assert stored["train.max_steps"] == 3 and stored["model.llm.mode"] == "full"
+    assert (tmp_path / "tb" / "metrics_val.json").exists()

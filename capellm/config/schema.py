@@ -28,6 +28,7 @@ from capellm.errors import CapellmError
 MODES = ("frozen", "lora", "full")          # trainability of a component (Table 6)
 PRETRAIN_TARGETS = ("names", "keypoints")   # classes of the encoder pre-training (capellm.pretrain)
 DECODINGS = ("grammar", "official", "both")  # how evaluation decodes answers (capellm.evaluate)
+REPORTERS = ("none", "tensorboard", "wandb", "mlflow", "trackio")   # accelerate's experiment trackers
 # the authors' question (github.com/Junhojuno/CapeLLM, datasets/mp100.py), used by the paper presets
 OFFICIAL_QUESTION = "Where is the {keypoint} of this object in this image? Please provide its coordinates."
 
@@ -311,6 +312,7 @@ class TrainConfig:
     save_every: int = 500           # optimiser steps between checkpoints (and one at the end)
     keep_last: int = 2              # checkpoints kept on disk
     cpu: bool = False               # force CPU even where CUDA is available
+    report_to: str = "none"         # experiment tracker: none | tensorboard | wandb | mlflow | trackio
     encoder_pretrain: EncoderPretrainConfig = field(default_factory=EncoderPretrainConfig)
 
     def __post_init__(self):
@@ -331,6 +333,7 @@ class TrainConfig:
                f"train.schedule must be cosine, linear or constant, got '{self.schedule}'")
         _check(self.mixed_precision in ("auto", "no", "bf16", "fp16"),
                "train.mixed_precision must be auto, no, bf16 or fp16")
+        _check(self.report_to in REPORTERS, f"train.report_to must be one of {list(REPORTERS)}, got '{self.report_to}'")
 
 
 @dataclass
