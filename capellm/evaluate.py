@@ -92,9 +92,23 @@ def _side_by_side(results: dict[str, dict], cfg: EvalConfig) -> dict:
     return result
 
 
+def coco_record(inst: Instance, pred: Prediction) -> dict:
+    """One prediction in the COCO keypoint results format (what pycocotools' `loadRes` and
+    xtcocotools read): keypoints as x, y, score per keypoint in image pixels, a keypoint without
+    an answer as 0, 0, 0; the instance's score is the mean keypoint confidence."""
+    kps = []
+    conf = np.nan_to_num(np.asarray(pred.confidence, dtype=np.float64), nan=0.0)
+    for (x, y), c in zip(pred.keypoints, conf):
+        ok = np.isfinite(x) and np.isfinite(y)
+        kps += [round(float(x), 2), round(float(y), 2), round(float(c), 4)] if ok else [0.0, 0.0, 0.0]
+    return {"image_id": inst.image_id, "category_id": inst.category_id, "keypoints": kps,
+            "score": round(float(conf.mean()) if len(conf) else 0.0, 4)}
+
+
 def evaluate(model: CapeLLM, dataset: KeypointDataset, categories: dict[int, Category], cfg: EvalConfig,
-             accelerator=None, progress: bool = True) -> dict:
-    """PCK per category and overall. Returns the metrics dict (see capellm.metrics)."""
+             accelerator=None, progress: bool = True, coco: dict | None = None) -> dict:
+    """PCK per category and overall. Returns the metrics dict (see capellm.metrics). coco: a dict
+    that receives, per decoding, the predictions in the COCO keypoint results format."""
     instances = dataset.instances if cfg.max_instances < 0 else dataset.instances[:cfg.max_instances]
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     mine = list(range(rank, len(instances), world))
@@ -109,6 +123,9 @@ def evaluate(model: CapeLLM, dataset: KeypointDataset, categories: dict[int, Cat
         rows = _gathered([(i, p.keypoints, len(p.missing)) for i, p in zip(mine, preds[d]) if p is not None],
                          accelerator)
         failed = _gathered([instances[i].ann_id for i, p in zip(mine, preds[d]) if p is None], accelerator)
+        if coco is not None:
+            coco[d] = _gathered([coco_record(instances[i], p) for i, p in zip(mine, preds[d]) if p is not None],
+                                accelerator)
         acc = PCKAccumulator(cfg.thresholds)
         n_missing = 0
         for i, kps, miss in sorted(rows, key=lambda r: r[0]):

@@ -43,6 +43,16 @@ def test_train_resume_eval_predict(tiny_data, tmp_path, capsys):
     assert m["by_decoding"]["grammar"]["overall"] == m["overall"]
     assert m["by_decoding"]["official"]["unparsed_answers"] == 0      # the authors' parser never fails
     assert "decoding: official" in table
+    # the predictions in the COCO keypoint results format load in pycocotools as results
+    from pycocotools.coco import COCO
+
+    for decoding in ("grammar", "official"):
+        res_file = tmp_path / f"m_{decoding}_coco_results.json"
+        records = json.loads(res_file.read_text())
+        assert len(records) == 12 and all(len(r["keypoints"]) % 3 == 0 for r in records)
+        gt = COCO(str(tiny_data["ann"]))
+        res = gt.loadRes(str(res_file))
+        assert len(res.getAnnIds()) == 12 and set(res.getImgIds()) <= set(gt.getImgIds())
 
     assert main(["predict", "--checkpoint", str(out / "model"), "--image", str(tiny_data["images"] / "star" / "1.png"),
                  "--category", str(tiny_data["categories"] / "star.yaml"), "--box", "5,5,40,40",

@@ -4,7 +4,9 @@
                  [--protocol instances|pairs --shots 1|5] [--eval.<field> VALUE ...]
 
 `--ann`, `--image-root` and `--categories` are the data config's `--data.test_file`,
-`--data.image_root` and `--data.categories` under shorter names.
+`--data.image_root` and `--data.categories` under shorter names. Besides the metrics JSON it
+writes the predictions in the COCO keypoint results format (one file per decoding, next to the
+metrics: `<metrics>_<decoding>_coco_results.json`), for pycocotools, xtcocotools or any tool.
 """
 
 from __future__ import annotations
@@ -72,9 +74,17 @@ def main(argv=None) -> int:
         result = evaluate_pairs(model, data, cats, cfg.eval, shots=args.shots)
         default_out = f"metrics_{stem}_pairs_{args.shots}shot.json"
     else:
-        result = evaluate(model, data, cats, cfg.eval)
+        coco: dict = {}
+        result = evaluate(model, data, cats, cfg.eval, coco=coco)
         default_out = f"metrics_{stem}.json"
     out = args.out or str(Path(args.checkpoint) / default_out)
     print(write_report(result, out, cfg.eval.thresholds))
+    if args.protocol != "pairs":
+        from capellm.utils import atomic_write_json
+
+        for decoding, records in coco.items():      # one COCO results file per decoding
+            path = Path(out).with_name(f"{Path(out).stem}_{decoding}_coco_results.json")
+            atomic_write_json(path, records)
+            print(f"predictions ({decoding} decoding) in the COCO keypoint results format: {path}")
     print(f"metrics written to {out} ({result['seconds']} s, {result['unparsed_answers']} unparsed answers)")
     return 0
