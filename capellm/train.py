@@ -78,12 +78,29 @@ def attention_for_training(device: torch.device, mixed_precision: str):
     return contextlib.nullcontext()
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices in hardware (AVX-512 BF16 or AMX)."""
+    cpu = getattr(torch, "cpu", None)
+    try:
+        return bool(cpu._is_avx512_bf16_supported() or cpu._is_amx_tile_supported())
+    except AttributeError:
+        return False
+
+
+def resolve_mixed_precision(setting: str, force_cpu: bool = False) -> str:
+    """"auto": bf16 on CUDA, and on CPUs with bf16 matrix units (the demo: 1.2x faster steps and
+    PCK@0.2 57.48 against 57.55 in float32 from the same seed, docs/performance.md); else float32."""
+    if setting != "auto":
+        return setting
+    if torch.cuda.is_available() and not force_cpu:
+        return "bf16"
+    return "bf16" if cpu_has_bf16() else "no"
+
+
 def make_accelerator(cfg: RunConfig):
     from accelerate import Accelerator
 
-    mp = cfg.train.mixed_precision
-    if mp == "auto":
-        mp = "bf16" if torch.cuda.is_available() and not cfg.train.cpu else "no"
+    mp = resolve_mixed_precision(cfg.train.mixed_precision, cfg.train.cpu)
     report = cfg.train.report_to
     trackers = {} if report == "none" else {"log_with": report, "project_dir": cfg.train.out_dir}
     return Accelerator(cpu=cfg.train.cpu, mixed_precision=mp, **trackers)

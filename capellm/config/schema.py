@@ -307,7 +307,7 @@ class TrainConfig:
     clip_grad: float = 1.0          # max gradient norm; 0 disables
     seed: int = 0
     num_workers: int = 0            # data-loader workers
-    mixed_precision: str = "auto"   # auto (bf16 on CUDA, fp32 on CPU) | no | bf16 | fp16
+    mixed_precision: str = "auto"   # auto (bf16 on CUDA and on CPUs with bf16 units, else fp32) | no | bf16 | fp16
     log_every: int = 10             # optimiser steps between log lines
     save_every: int = 500           # optimiser steps between checkpoints (and one at the end)
     keep_last: int = 2              # checkpoints kept on disk
