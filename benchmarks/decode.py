@@ -29,6 +29,8 @@ instance by instance are timed interleaved, so that a change in machine load hit
 
     python benchmarks/decode.py --ablations --breakdown   # CPU, 3 instances (docs/performance.md)
     python benchmarks/decode.py --gpu --breakdown         # CUDA (not run yet: no GPU so far)
+    python benchmarks/decode.py --bf16                    # CPU, also the engine with bf16 weights
+    python benchmarks/decode.py --accuracy runs/demo/model  # float32 vs bf16 answers of the demo model
 """
 
 from __future__ import annotations
@@ -293,6 +295,43 @@ def hardware(device: torch.device) -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads"
 
 
+def bf16_accuracy(checkpoint: str, data: str = "data/synth") -> int:
+    """Decode the split 1 test instances with the checkpoint's float32 LLM and with a bf16 copy,
+    interleaved batch by batch; print the share of identical answers, PCK@0.2 of each and the
+    time of each."""
+    from capellm.config import EvalConfig
+    from capellm.data.coco import load_keypoint_dataset
+    from capellm.data.dataset import categories_for
+    from capellm.evaluate import predict_instances
+    from capellm.metrics import PCKAccumulator
+
+    test = load_keypoint_dataset(f"{data}/annotations/synth_split1_test.json", f"{data}/images")
+    cats = categories_for(test, f"{data}/categories")
+    models = {"float32": CapeLLM.from_pretrained(checkpoint), "bfloat16": CapeLLM.from_pretrained(checkpoint,
+                                                                                                 dtype="bfloat16")}
+    cfg = EvalConfig(batch_size=32)
+    preds = {k: [] for k in models}
+    seconds = {k: 0.0 for k in models}
+    for i in range(0, len(test.instances), cfg.batch_size):
+        chunk = test.instances[i:i + cfg.batch_size]
+        for k, m in models.items():
+            t = time.perf_counter()
+            preds[k] += predict_instances(m, chunk, cats, cfg.batch_size, cfg.mode, progress=False)["grammar"]
+            seconds[k] += time.perf_counter() - t
+    answers = {k: [a for p in v for a in p.answers] for k, v in preds.items()}
+    same = sum(a == b for a, b in zip(answers["float32"], answers["bfloat16"]))
+    print(f"{hardware(torch.device('cpu'))}; {checkpoint}, {len(test.instances)} instances, "
+          f"{len(answers['float32'])} answers")
+    for k, v in preds.items():
+        acc = PCKAccumulator((0.2,))
+        for x, p in zip(test.instances, v):
+            acc.add(0, p.keypoints, x.keypoints, x.visible, x.bbox)
+        print(f"  {k:<9} PCK@0.2 {100 * acc.result()['overall']['PCK@0.2']:.2f}  {seconds[k]:.1f} s")
+    print(f"  identical answers: {same}/{len(answers['float32'])} ({100 * same / len(answers['float32']):.1f} %); "
+          f"time float32/bf16 {seconds['float32'] / seconds['bfloat16']:.2f}x")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="Keypoint decoding speed: reference vs HF batch vs capellm's engine.")
     p.add_argument("--gpu", action="store_true", help="Llama-3.1-8B / DINOv2-L/14 shapes, bf16, CUDA")
@@ -308,9 +347,17 @@ def main(argv=None) -> int:
     p.add_argument("--breakdown", action="store_true", help="also split the engine's time into its phases")
     p.add_argument("--repeat", type=int, default=1, help="time each call this many times, keep the fastest")
     p.add_argument("--json", default="", help="also write the results here")
+    p.add_argument("--bf16", action="store_true", help="also time the engine with the LLM's weights in bf16")
+    p.add_argument("--accuracy", default="", metavar="CHECKPOINT",
+                   help="instead: float32 against bf16 decoding of a trained checkpoint (the demo's) on the "
+                        "synthetic split 1 test file: identical answers, PCK@0.2, time")
     args = p.parse_args(argv)
     if args.gpu and not torch.cuda.is_available():
         p.error("--gpu needs CUDA")
+    if args.accuracy:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        return bf16_accuracy(args.accuracy)
     skip = set(filter(None, args.skip.split(",")))
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -373,6 +420,14 @@ def main(argv=None) -> int:
     per_instance += [(f"(c) engine multi k={model.cfg.instruction.k}, b 1",
                       lambda c: engine(model, c, category, 1, mode="multi"), n)] * ("multi" not in skip)
     per_instance += [("(c) engine b 1, HF attention", engine_hf_attention, n)] * args.ablations
+    bf16 = None
+    if args.bf16:
+        import copy
+
+        bf16 = copy.deepcopy(model)
+        bf16.set_inference_dtype("bfloat16")
+        engine(bf16, crops[:1], category, 1)                                          # warm-up
+        per_instance += [("(c) engine, batch 1, bf16", lambda c: engine(bf16, c, category, 1), n)]
     spent = {name: [0.0, []] for name, _, _ in per_instance}
     for i in range(n):
         for name, fn, upto in per_instance:
@@ -384,6 +439,11 @@ def main(argv=None) -> int:
         record(name, upto, *spent[name])
     s, texts = timed(lambda: engine(model, crops, category, n), device, repeat=args.repeat)
     record(f"(c) engine, batch {n}", n, s, texts)
+    if bf16 is not None:
+        s, texts16 = timed(lambda: engine(bf16, crops, category, n), device, repeat=args.repeat)
+        record(f"(c) engine, batch {n}, bf16", n, s, texts16)
+        same = sum(a == b for a, b in zip(texts, texts16))
+        print(f"  bf16 answers identical to float32: {same}/{len(texts)} ({100 * same / len(texts):.1f} %)")
     if args.gpu:
         big = make_crops(model, category, args.big_batch, seed=1)
         engine(model, big, category, args.big_batch)

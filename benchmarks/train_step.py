@@ -33,6 +33,8 @@ def build(args, fast: bool):
     from capellm.train import build_training, make_accelerator
 
     cfg = demo_config(args.data, "/tmp/capellm_bench_train_step", steps=args.warmup + args.steps)
+    if args.mlp:
+        cfg.model.llm.random_config = {**cfg.model.llm.random_config, "intermediate_size": args.mlp}
     if args.question:
         cfg.model.instruction = replace(cfg.model.instruction, question=args.question)
     cfg.train.encoder_pretrain = replace(cfg.train.encoder_pretrain, steps=0)
@@ -77,6 +79,7 @@ def main(argv=None) -> int:
     p.add_argument("--precision", default="no", choices=("no", "bf16"), help="today's path: float32 or bf16")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--question", default="", help="another question template for both paths")
+    p.add_argument("--mlp", type=int, default=0, help="another LLM MLP width for both paths")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     from capellm import synth
