@@ -4,11 +4,14 @@ they say, checkpoints hold no absolute paths."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 import yaml
+from peft.tuners.lora import LoraLayer
 
 from capellm.config import InstructionConfig, preset
 from capellm.data.categories import Category, Keypoint
@@ -16,7 +19,6 @@ from capellm.data.crops import crop_instance
 from capellm.data.dataset import collate
 from capellm.data.instructions import IGNORE_INDEX, render_conversation
 from capellm.model.capellm import CapeLLM
-from capellm.model.lora import LoRALinear
 
 CAT = Category("box", tuple(Keypoint(f"corner {i}", f"Corner {i} of the box.") for i in range(3)), id=1)
 
@@ -156,7 +158,7 @@ def test_trainability_modes(mode):
         assert llm_trainable == {n for n, _ in model.llm.named_parameters()}
     else:
         assert llm_trainable and all(".lora_" in n for n in llm_trainable)
-        wrapped = [n for n, m in model.llm.named_modules() if isinstance(m, LoRALinear)]
+        wrapped = [n for n, m in model.llm.named_modules() if isinstance(m, LoraLayer)]
         assert wrapped and all(n.endswith(("q_proj", "v_proj")) for n in wrapped)
         # lora checkpoints hold only adapters for the LLM... but all of a random-init base
         saved = model.trained_state_dict()
@@ -184,10 +186,30 @@ def test_lora_checkpoint_of_pretrained_base_holds_only_adapters(tmp_path):
     llm_keys = [k for k in saved if k.startswith("llm.")]
     assert llm_keys and all(".lora_" in k for k in llm_keys)
     assert any(k.startswith("projector.") for k in saved)
+    with torch.no_grad():                                    # a trained adapter, not B = 0
+        for n, p in model.llm.named_parameters():
+            if ".lora_B." in n:
+                p.normal_(std=0.2)
     model.save_pretrained(tmp_path / "ckpt")
     again = CapeLLM.from_pretrained(tmp_path / "ckpt")
     for k, v in model.state_dict().items():
         assert torch.equal(v, again.state_dict()[k]), k
+
+    # the LLM's adapter is also a standard PEFT adapter folder that peft loads by itself
+    from peft import PeftModel
+
+    ids = torch.randint(0, len(tok), (2, 9))
+    model.eval()
+    with torch.no_grad():
+        ours = model.llm(input_ids=ids).logits
+        peft_llm = PeftModel.from_pretrained(LlamaForCausalLM.from_pretrained(tmp_path / "base"),
+                                             str(tmp_path / "ckpt" / "llm_adapter")).eval()
+        torch.testing.assert_close(peft_llm(input_ids=ids).logits, ours)
+        assert not torch.allclose(base(input_ids=ids).logits, ours, atol=1e-3)
+        merged = peft_llm.merge_and_unload()
+        torch.testing.assert_close(merged(input_ids=ids).logits, ours, rtol=1e-4, atol=1e-5)
+    config = json.loads((tmp_path / "ckpt" / "llm_adapter" / "adapter_config.json").read_text())
+    assert config["r"] == cfg.llm.lora.rank and config["base_model_name_or_path"] == model.config_dict()["llm"]["name_or_path"]
 
 
 def test_unparseable_answer_is_reported_missing_not_raised():

@@ -115,6 +115,8 @@ class LoRAConfig:
     alpha: float = 16.0              # scale = alpha / rank
     dropout: float = 0.05            # on the adapter's input only
     targets: tuple[str, ...] = ("q_proj", "v_proj", "query", "value")  # module-name suffixes
+    use_dora: bool = False           # DoRA (weight-decomposed LoRA), PEFT's use_dora
+    use_rslora: bool = False         # rank-stabilised scale alpha / sqrt(rank), PEFT's use_rslora
 
     def __post_init__(self):
         _enforce_types(self, "lora")

@@ -15,11 +15,14 @@ region it needs, large boxes downscaled with antialiasing) and calls it.
 
 A checkpoint is a folder: `config.yaml` (the model config, base models by hub id or portable
 path), `model.safetensors` (only what is not in the base models: LoRA adapters, the projector,
-fully trained or randomly initialised components) and `tokenizer/`.
+fully trained or randomly initialised components) and `tokenizer/`; with a pretrained LLM under
+LoRA also `llm_adapter/`, the LLM's adapter as a standard PEFT adapter folder.
 """
 
 from __future__ import annotations
 
+import copy
+import shutil
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +44,7 @@ from capellm.data.instructions import (IGNORE_INDEX, ParseError, PromptFormat, S
 from capellm.inference import Answer, Conversation, CoordinateGrammar, decode
 from capellm.inference.decoder import decoder_body, run_decoder
 from capellm.model.language_model import build_language_model, build_tokenizer, ensure_pad_token
-from capellm.model.lora import apply_lora, lora_modules
+from capellm.model.lora import ADAPTER, apply_lora, lora_modules
 from capellm.model.projector import Projector
 from capellm.model.vision import VisionEncoder, build_vision_backbone
 from capellm.utils import atomic_write_text
@@ -51,6 +54,7 @@ OFFICIAL_NEW_TOKENS = 13   # what the authors' evaluation asks generate() for (u
 ANSWER_DECODINGS = ("grammar", "greedy", "official")
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
+LLM_ADAPTER_DIR = "llm_adapter"    # the LLM's LoRA as a standard PEFT adapter folder (an export)
 
 
 @dataclass
@@ -333,6 +337,7 @@ class CapeLLM(nn.Module):
 
     def load_trained_state_dict(self, state: dict[str, torch.Tensor], source: str = "") -> None:
         own = self.state_dict()
+        state = _peft_names(state, own)
         unknown = [k for k in state if k not in own]
         if unknown:
             raise CheckpointError(f"{source}: {len(unknown)} tensors do not belong to this model "
@@ -362,7 +367,29 @@ class CapeLLM(nn.Module):
         save_file(self.trained_state_dict(), str(tmp), metadata={"format": "pt", "capellm": "1"})
         tmp.replace(d / WEIGHTS_FILE)
         self.tokenizer.save_pretrained(str(d / TOKENIZER_DIR))
+        if self.cfg.llm.mode == "lora" and self.cfg.llm.name_or_path != "random":
+            self.save_llm_adapter(d / LLM_ADAPTER_DIR)
         atomic_write_text(d / CONFIG_FILE, yaml.safe_dump(self.config_dict(), sort_keys=False))
+
+    def save_llm_adapter(self, directory: str | Path) -> None:
+        """The LLM's LoRA as a PEFT adapter folder (adapter_config.json, adapter_model.safetensors):
+        `PeftModel.from_pretrained(base_llm, directory)` puts it on the base LLM, and
+        `.merge_and_unload()` folds it in. The encoder, projector and image tokens are not part
+        of it: it is the language half of the model, for tools that work on LLM adapters."""
+        from peft.utils import get_peft_model_state_dict
+
+        d = Path(directory)
+        tmp = d.with_name(d.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        cfg = copy.deepcopy(self.llm.peft_config[ADAPTER])
+        cfg.base_model_name_or_path = portable_path(self.cfg.llm.name_or_path)
+        cfg.task_type = "CAUSAL_LM"
+        cfg.save_pretrained(str(tmp))
+        state = get_peft_model_state_dict(self.llm, adapter_name=ADAPTER)
+        save_file({f"base_model.model.{k}": v.detach().cpu().contiguous() for k, v in state.items()},
+                  str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+        shutil.rmtree(d, ignore_errors=True)
+        tmp.replace(d)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, device: str | torch.device | None = None,
@@ -417,3 +444,15 @@ class CapeLLM(nn.Module):
                 f"LLM {self.cfg.llm.name_or_path} ({self.cfg.llm.mode}), {len(lora_modules(self))} LoRA layers, "
                 f"{n_train / 1e6:.2f}M of {n_all / 1e6:.2f}M parameters trainable")
 
+
+def _peft_names(state: dict[str, torch.Tensor], own: dict) -> dict[str, torch.Tensor]:
+    """Tensor names of checkpoints written with capellm's own LoRA layers (before PEFT) in PEFT's
+    names: `x.lora_A` -> `x.lora_A.default.weight`, `x.base.weight` -> `x.base_layer.weight`.
+    A name is changed only where the old one is not the model's and the new one is."""
+    out = {}
+    for k, v in state.items():
+        if k not in own:
+            new = f"{k}.{ADAPTER}.weight" if k.endswith((".lora_A", ".lora_B")) else k.replace(".base.", ".base_layer.")
+            k = new if new in own else k
+        out[k] = v
+    return out
