@@ -11,7 +11,9 @@ Design choices:
   `draw_result`): same EXIF handling, large-image reading, box clipping and coordinates.
   `run` holds all the logic and is a plain function, so tests check it without a browser.
 - Gradio hands over the uploaded FILE (type="filepath", image_mode=None), not decoded pixels, so
-  EXIF orientation, 16-bit and large images are read by capellm's own reader, not Gradio's.
+  EXIF orientation, 16-bit and large images are read by capellm's own reader, not Gradio's. A file
+  that Gradio itself cannot open reaches `run` too, which names it in a one-line message (Gradio
+  would only show "Error").
 - Served on 127.0.0.1 only: the page runs a model on uploaded files and has no authentication.
 - Offline: analytics off and system fonts in the theme, so neither the server nor the browser
   reaches the internet.
@@ -107,6 +109,7 @@ def build_app(model, categories: dict[str, Category] | None = None):
             with gr.Column():
                 image = gr.Image(type="filepath", image_mode=None, label="Image", sources=["upload", "clipboard"],
                                  height=360, elem_id="image-in")
+                _hand_on_undecodable(image)
                 category = gr.Dropdown(labels, value=labels[0] if labels else None, label="MP-100 category",
                                        filterable=True, elem_id="category")
                 keypoints = gr.Textbox(label=KEYPOINT_HELP, lines=5, placeholder=EXAMPLE_KEYPOINTS, elem_id="keypoints")
@@ -121,6 +124,25 @@ def build_app(model, categories: dict[str, Category] | None = None):
         button.click(lambda *a: run(model, *a, categories=categories, lock=lock),
                      inputs=[image, category, keypoints, box], outputs=[picture, table, status])
     return demo
+
+
+def _hand_on_undecodable(image):
+    """Let `image` (a gr.Image of type "filepath") hand on the uploaded file's path when Gradio
+    cannot open it, so that `run` reports the file in one line instead of Gradio's bare "Error".
+    The path has been through Gradio's upload checks by then. (Set on the instance: a subclass of
+    a Gradio component makes Gradio write a .pyi file next to this module.)"""
+    decode = image.preprocess
+
+    def preprocess(payload):
+        try:
+            return decode(payload)
+        except Exception:        # noqa: BLE001 - any decoder failure; run() re-reads and names it
+            if payload is None or getattr(payload, "path", None) is None:
+                raise
+            return str(payload.path)
+
+    image.preprocess = preprocess
+    return image
 
 
 def _theme_kwargs(gr, fn) -> dict:

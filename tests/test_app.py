@@ -1,7 +1,8 @@
 """`capellm app`: the page's logic without a browser, then the real page in headless Chromium.
 
 The page's logic needs no Gradio. The browser test needs Gradio, Playwright (pip) and Debian's
-chromium (apt-get install chromium); it is skipped when any is missing. Playwright drives the
+chromium (apt-get install chromium); it is skipped when any is missing, and fails instead when
+CAPELLM_REQUIRE_BROWSER=1 (CI sets it, so the app cannot regress unseen). Playwright drives the
 system chromium: never `playwright install`. Set CAPELLM_APP_SCREENSHOT=docs/app.png to keep the screenshot it takes.
 """
 
@@ -98,12 +99,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _missing(what: str):
+    message = f"browser test: {what} (README: the web app's set-up command)"
+    if os.environ.get("CAPELLM_REQUIRE_BROWSER") == "1":
+        pytest.fail(message + "; CAPELLM_REQUIRE_BROWSER=1 makes this a failure")
+    pytest.skip(message)
+
+
 @pytest.fixture(scope="module")
 def page(model):
-    pytest.importorskip("gradio")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    try:
+        import gradio  # noqa: F401
+        from playwright import sync_api
+    except ImportError as e:
+        _missing(f"{e.name} is not installed")
     if not Path(CHROMIUM).exists():
-        pytest.skip("chromium not installed (apt-get install chromium)")
+        _missing("chromium is not installed")
     from capellm.app import build_app, launch
 
     demo = build_app(model)
@@ -160,3 +171,16 @@ def test_app_in_browser(page, model, picture, tmp_path):
     page.wait_for_selector("#status :text('horse_body')", timeout=30_000)
     table = page.inner_text("#table")
     assert "left eye" in table and "right back hoof" in table
+
+
+def test_app_reports_a_bad_upload_in_browser(page, tmp_path):
+    page.goto(page.url)   # a fresh page: no image loaded
+    page.wait_for_selector("#run", timeout=30_000)
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"this is not a png")
+    page.set_input_files("#image-in input[type=file]", str(bad))
+    page.click("#run")
+    page.wait_for_selector("#status :text('Error:')", timeout=30_000)
+    status = page.inner_text("#status")
+    assert "broken.png" in status and "\n" not in status.strip()   # one line naming the file
+    assert page.locator("#image-out img").count() == 0
