@@ -7,6 +7,15 @@ key=value`) are parsed by the field's declared type (`_coerce`); every error nam
 
 Renamed fields keep working under their old names (`ALIASES`): in YAML files, run folders and
 checkpoints written before the rename, in `key=value` overrides and as (hidden) flags.
+
+Why not tyro, draccus or jsonargparse (tried on `RunConfig`, 2026-12): all three derive the same
+dotted flags from the dataclasses, but the flag code here is only `add_arguments` and
+`apply_arguments` (about 35 lines); the rest (dict <-> dataclass, aliases, `_coerce`) is needed
+anyway for YAML files, run folders, checkpoints and `--set`. Each would also change what users
+see: tyro prints errors in multi-line boxes and takes tuples as separate words, draccus replaces
+a field's own message with "Couldn't instantiate class LLMConfig", jsonargparse accepted
+`--model.llm.mode half` at parse time; none keeps the hidden alias flags, the per-command
+sections of `add_arguments` or the layering preset -> --config -> flags without extra code.
 """
 
 from __future__ import annotations
