@@ -4,7 +4,8 @@
 
 Upload an image, pick a shipped MP-100 category or type your own keypoints (one
 "name: description" per line), optionally give a box; the page shows the keypoints drawn on the
-image and a table of their coordinates in the image's pixels.
+image, each with an ellipse of its spread (one standard deviation of its answer's distribution,
+capellm.inference.uncertainty), and a table of their coordinates in the image's pixels.
 
 Design choices:
 - The page is a thin shell over the same functions as `capellm predict` (`CapeLLM.predict`,
@@ -32,7 +33,7 @@ from capellm.data.images import ImageError, ImageSource
 from capellm.predict import draw_result
 
 HOST = "127.0.0.1"
-TABLE_HEADERS = ["keypoint", "x", "y", "confidence", "note"]
+TABLE_HEADERS = ["keypoint", "x", "y", "confidence", "spread (px)", "note"]
 KEYPOINT_HELP = ("Your own keypoints, one per line as  name: description  (the description may be empty). "
                  "When this box is not empty it is used instead of the category above.")
 EXAMPLE_KEYPOINTS = ("spout tip: The open end of the teapot's spout, the point farthest from the handle.\n"
@@ -80,7 +81,7 @@ def run(model, image_path, category_label, keypoint_text, box_text, categories: 
         source = ImageSource.open(image_path)
         t0 = time.perf_counter()
         with lock or threading.Lock():
-            pred = model.predict(source, category, box)
+            pred = model.predict(source, category, box, distribution=True)
         seconds = time.perf_counter() - t0
         picture = draw_result(source, category, pred)
         used_box = pred.box
@@ -88,7 +89,9 @@ def run(model, image_path, category_label, keypoint_text, box_text, categories: 
         return None, [], f"**Error:** {e}"
     rows = []
     for i, kp in enumerate(pred.to_dict()["keypoints"]):
-        rows.append([kp["name"], kp["x"], kp["y"], kp["confidence"], pred.missing.get(i, "")])
+        spread = kp.get("spread")
+        rows.append([kp["name"], kp["x"], kp["y"], kp["confidence"],
+                     None if spread is None else round(max(spread), 1), pred.missing.get(i, "")])
     found = sum(r[1] is not None for r in rows)
     w, h = source.size
     status = (f"{found} of {len(rows)} keypoints of **{category.name}** found in {seconds:.1f} s "

@@ -36,4 +36,8 @@ def draw_result(source: ImageSource, category, pred, max_side: int = VIS_MAX_SID
     if box is not None:  # box edges scale with the picture (whole image = [0, 0, W, H])
         sx, sy = image.width / source.size[0], image.height / source.size[1]
         box = [box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy]
-    return draw_keypoints(image, shown, pred.names, category.skeleton, pred.missing, pred.confidence, box=box)
+    spread = None
+    if getattr(pred, "spread", None) is not None:   # pixels of the source -> pixels of the picture
+        spread = pred.spread * [image.width / source.size[0], image.height / source.size[1]]
+    return draw_keypoints(image, shown, pred.names, category.skeleton, pred.missing, pred.confidence, box=box,
+                          spread=spread)

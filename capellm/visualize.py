@@ -45,14 +45,16 @@ def _missing_dict(missing, k: int) -> dict[int, str]:
 
 
 def draw_keypoints(image: Image.Image, points, names=None, skeleton=(), missing=None, confidence=None,
-                   box=None, min_side: int = 512, labels: bool = True) -> Image.Image:
+                   box=None, min_side: int = 512, labels: bool = True, spread=None) -> Image.Image:
     """A new RGB picture of `image` with keypoints, their names and the skeleton drawn on it.
 
     points: [K, 2] pixels of `image` (NaN: not drawn). names: K labels (default: indices).
     skeleton: (i, j) pairs, 0-based. missing: indices, or {index: reason}, listed at the bottom.
     confidence: [K] in [0, 1], appended to the labels. box: [x, y, w, h] drawn as a thin white
-    frame (the instance the model was asked about). Pictures smaller than `min_side` on their
-    longer side are enlarged (points follow), so the result may be larger than `image`.
+    frame (the instance the model was asked about). spread: [K, 2] standard deviations of x and
+    y in pixels of `image`, drawn as an ellipse of one standard deviation around each point.
+    Pictures smaller than `min_side` on their longer side are enlarged (points follow), so the
+    result may be larger than `image`.
     """
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     k = len(pts)
@@ -78,6 +80,11 @@ def draw_keypoints(image: Image.Image, points, names=None, skeleton=(), missing=
         x, y, w, h = (float(v) for v in box)
         d.rectangle([x * fx, y * fy, (x + w) * fx - 1, (y + h) * fy - 1], outline=(255, 255, 255),
                     width=max(1, lw // 2))
+    if spread is not None:
+        sd = np.asarray(spread, dtype=np.float64).reshape(-1, 2) * [fx, fy]
+        for i in np.flatnonzero(ok & ~np.isnan(sd).any(1)):
+            (x, y), (a, b) = p[i], np.maximum(sd[i], 1.0)
+            d.ellipse([x - a, y - b, x + a, y + b], outline=colour(i), width=max(1, lw // 2))
     for a, b in skeleton:
         if 0 <= a < k and 0 <= b < k and ok[a] and ok[b]:
             d.line([tuple(p[a]), tuple(p[b])], fill=colour(a), width=lw)

@@ -76,9 +76,9 @@ def test_run_matches_predict_and_reports_errors(model, picture, tmp_path):
     assert [r[0] for r in rows] == cats[label].keypoint_names
     assert "keypoints of **horse_body**" in status and "image 320x240" in status
     assert image.size == (512, 384)  # drawn on the image enlarged to 512 px
-    for name, x, y, conf, note in rows:
-        assert (x is None) == (y is None) == bool(note)
-        assert 0 < conf <= 1
+    for name, x, y, conf, spread, note in rows:
+        assert (x is None) == (y is None) == bool(note) == (spread is None)
+        assert 0 < conf <= 1 and (spread is None or spread > 0)
     # the text box wins over the dropdown; a box is clipped as in `capellm predict`
     _, rows, status = run(model, str(picture), label, KEYPOINTS, "-20, 10, 300, 220", cats)
     assert [r[0] for r in rows] == ["top", "left", "right"] and "box 0, 10, 280, 220" in status
@@ -143,7 +143,8 @@ def test_app_in_browser(page, model, picture, tmp_path):
     assert "of custom found" in status and "image 320x240" in status and "box 20, 10, 280, 220" in status
     table = page.inner_text("#table")
     _, rows, _ = run(model, str(picture), "", KEYPOINTS, "20, 10, 280, 220", {})  # same answers as the library
-    for name, x, y, conf, note in rows:
+    assert "spread (px)" in table
+    for name, x, y, conf, spread, note in rows:
         assert name in table
         if x is not None:
             assert f"{x:g}" in table and f"{y:g}" in table

@@ -53,7 +53,7 @@ class CropProbe:
         self.answer = answer  # normalised (u, v), or None: brightest pixel
         self.calls = []
 
-    def predict_crops(self, crops, categories, mode="single"):
+    def predict_crops(self, crops, categories, mode="single", distribution=False):
         (crop,), (category,) = crops, categories
         k = category.num_keypoints
         self.calls.append(SimpleNamespace(size=crop.warped_from, crop=crop))

@@ -51,6 +51,9 @@ def main(argv=None) -> int:
                    help="x,y,w,h in pixels of the image as displayed (default: whole image); clipped to the image")
     p.add_argument("--mode", default="single", choices=("single", "multi"),
                    help="one keypoint per prompt (single) or k per conversation (multi)")
+    p.add_argument("--spread", action="store_true",
+                   help="also each keypoint's uncertainty: the spread (standard deviation, pixels), expected "
+                        "and most probable position of its answer's distribution; --vis draws the spread")
     p.add_argument("--out", default="", help="write the result as JSON here (default: print it)")
     p.add_argument("--vis", default="",
                    help="picture of the result (PNG/JPEG); for a folder: a folder, one picture per image")
@@ -108,7 +111,7 @@ def main(argv=None) -> int:
     for path in paths:
         try:
             source = ImageSource.open(path)
-            pred = model.predict(source, category, args.box, args.mode)
+            pred = model.predict(source, category, args.box, args.mode, distribution=args.spread)
             results.append(result_dict(source, category, pred))
             if args.vis:
                 save_picture(draw_result(source, category, pred), vis_of[path])

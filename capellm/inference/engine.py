@@ -28,6 +28,11 @@ its own copy of the image tokens, the vision encoder run again at every generate
 
 Confidence: the geometric mean of the chosen tokens' probabilities under the full softmax (the
 digits only for constrained answers, since the fixed tokens are not chosen).
+
+Distribution (optional, constrained answers): each answer also carries the distribution of x and
+of y read from its digit slots (capellm.inference.uncertainty); the first decimal slot's
+candidates are enumerated in one forward call per number, as sibling branches of every row
+(tree attention, `_Rows.branch`), then dropped from the cache.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from capellm.inference.attention import decoding_attention
 from capellm.inference.decoder import decoder_body, run_decoder
 from capellm.inference.grammar import CoordinateGrammar
 from capellm.inference import kv_cache
+from capellm.inference.uncertainty import number_distributions
 
 
 @dataclass
@@ -52,6 +58,7 @@ class Answer:
     logprob: float           # sum of log-probabilities of the chosen (scored) tokens
     finished: bool           # the end marker was produced within the budget
     n_scored: int = 0        # how many tokens `logprob` sums over (0: all of token_ids)
+    dist: list | None = None  # [x, y] NumberDistribution (decode(distribution=True) only)
 
     @property
     def confidence(self) -> float:
@@ -154,6 +161,31 @@ class _Rows:
         self.count = self.count + chunk_mask.sum(-1)
         return torch.cat(logits)
 
+    def branch(self, branches: torch.Tensor) -> torch.Tensor | None:
+        """Next-token logits [R, F, V] after each of F alternative continuations [F, L] of every
+        row, from one forward call: the F * L tokens are fed as siblings (tree attention: each
+        sees the row's context and its own branch only, at the positions it would have alone),
+        then dropped from the cache again. None where the cache cannot be rolled back."""
+        layers = getattr(self.cache, "layers", None)
+        if layers is None or not all(hasattr(layer, "keys") for layer in layers):
+            return None
+        f, length = branches.shape
+        r, n0 = self.mask.shape
+        ids = branches.reshape(1, -1).expand(r, -1)                               # [R, F*L]
+        own = torch.arange(f * length, device=self.device)
+        same = (own[:, None] // length == own[None, :] // length) & (own[None, :] <= own[:, None])
+        mask = torch.cat([self.mask.bool()[:, None, None, :].expand(r, 1, f * length, n0),
+                          same[None, None].expand(r, 1, -1, -1)], dim=-1)         # [R, 1, F*L, n0+F*L]
+        pos = self.count[:, None] + (own % length)[None, :]
+        h, _ = run_decoder(self.body, self.emb(ids), mask, pos, cache=self.cache, use_cache=True)
+        for layer in layers:                                                      # drop the branches
+            if hasattr(layer, "_view"):
+                layer._view(n0)
+            else:
+                layer.keys, layer.values = layer.keys[:, :, :n0], layer.values[:, :, :n0]
+        last = own.view(f, length)[:, -1]
+        return self.head(h[:, last]).float()                                      # [R, F, V]
+
     def select(self, index: torch.Tensor, reserve: int = 0) -> None:
         """Keep (and repeat) rows: row i becomes old row index[i]. reserve: room for this many
         more tokens per row, allocated now (capellm.inference.kv_cache)."""
@@ -215,20 +247,23 @@ def _common_prefix(seqs: list[list[int]]) -> int:
 @torch.no_grad()
 def decode(llm: nn.Module, image_embeds: torch.Tensor, conversations: list[Conversation], *,
            grammar: CoordinateGrammar | None, end_ids: list[int], pad_id: int, tokenizer,
-           max_new_tokens: int) -> list[list[Answer]]:
+           max_new_tokens: int, distribution: bool = False) -> list[list[Answer]]:
     """Answer every round of every conversation; returns answers[conversation][round].
 
     image_embeds: [B_img, N, D] projected image tokens. grammar: constrained answers, or None for
     unconstrained greedy decoding up to `end_ids` or `max_new_tokens` (the constrained answer has
-    the fixed length of its template and needs no budget).
+    the fixed length of its template and needs no budget). distribution: constrained answers also
+    carry `Answer.dist`, the distributions of x and y (capellm.inference.uncertainty).
     """
     if not conversations:
         return []
     with decoding_attention(llm, image_embeds.device):
-        return _decode(llm, image_embeds, conversations, grammar, end_ids, pad_id, tokenizer, max_new_tokens)
+        return _decode(llm, image_embeds, conversations, grammar, end_ids, pad_id, tokenizer, max_new_tokens,
+                       distribution)
 
 
-def _decode(llm, image_embeds, conversations, grammar, end_ids, pad_id, tokenizer, max_new_tokens):
+def _decode(llm, image_embeds, conversations, grammar, end_ids, pad_id, tokenizer, max_new_tokens,
+            distribution=False):
     device = image_embeds.device
     rows = _Rows(llm, pad_id, device)
     dtype = rows.emb.weight.dtype
@@ -271,7 +306,8 @@ def _decode(llm, image_embeds, conversations, grammar, end_ids, pad_id, tokenize
             alive = [alive[j] for j in keep]
         chunk = [pending[ci] + (conversations[ci].rounds[r] if r else []) for ci in alive]
         if grammar is not None:
-            got, carry = _constrained_round(rows, chunk, grammar, tokenizer, end_ids, buckets=r == 0)
+            got, carry = _constrained_round(rows, chunk, grammar, tokenizer, end_ids, buckets=r == 0,
+                                            distribution=distribution)
         else:
             got, carry = _greedy_round(rows, chunk, end_ids, tokenizer, max_new_tokens, buckets=r == 0)
         for ci, a, c in zip(alive, got, carry):
@@ -297,28 +333,38 @@ def _columns_needed(conversations: list[Conversation], pending: list[list[int]],
 
 
 def _constrained_round(rows: _Rows, chunk: list[list[int]], grammar: CoordinateGrammar, tokenizer,
-                       end_ids: list[int], buckets: bool = False) -> tuple[list[Answer], list[list[int]]]:
-    """One answer per row under the grammar; returns the answers and each row's unfed tokens."""
+                       end_ids: list[int], buckets: bool = False,
+                       distribution: bool = False) -> tuple[list[Answer], list[list[int]]]:
+    """One answer per row under the grammar; returns the answers and each row's unfed tokens.
+    distribution: also the answers' distributions (`Answer.dist`)."""
     q = len(chunk)
     device = rows.device
     logits = rows.feed_tokens([c + grammar.lead for c in chunk], buckets)       # [Q, V]
     ids_dev = grammar.ids_on(device)
     one = torch.zeros(q, 2, dtype=torch.bool, device=device)                     # integer digit was 1
     logprob = torch.zeros(q, dtype=torch.float64, device=device)
-    chosen = []
+    chosen, pick_index = [], []
+    probs: list[torch.Tensor] = []              # distribution: each slot's admitted soft-max
+    second: dict[int, torch.Tensor] = {}        # distribution: next slot's soft-max per candidate
     for s, (slot, cand_ids) in enumerate(zip(grammar.slots, ids_dev)):
         cand = logits.index_select(1, cand_ids)                                   # [Q, F]
         if slot.has_int:
             ok = slot.ok_free.to(device).expand(q, -1)
         else:
             ok = torch.where(one[:, slot.number, None], slot.ok_one.to(device), slot.ok_free.to(device))
-        pick = cand.masked_fill(~ok, float("-inf")).argmax(-1)                   # [Q]
+        masked = cand.masked_fill(~ok, float("-inf"))
+        pick = masked.argmax(-1)                                                  # [Q]
+        if distribution:
+            probs.append(masked.softmax(-1))
+            if _enumerated(grammar, s):
+                second[s] = _next_slot_probs(rows, grammar, s, cand_ids, device)
         tok = cand_ids[pick]
         logprob += (cand.gather(1, pick[:, None])[:, 0] - torch.logsumexp(logits, -1)).double()
         if slot.has_int:
             is_one = torch.tensor([f[slot.int_at] == "1" for f in slot.fills], device=device)[pick]
             one[:, slot.number] |= is_one
         chosen.append(tok)
+        pick_index.append(pick)
         if s + 1 < len(grammar.slots):
             # the choice and the fixed tokens after it, in one forward call
             after = torch.tensor(slot.after, dtype=torch.long, device=device).expand(q, -1)
@@ -326,6 +372,8 @@ def _constrained_round(rows: _Rows, chunk: list[list[int]], grammar: CoordinateG
             logits = rows.feed(rows.emb(ids), torch.ones_like(ids))
     picks = torch.stack(chosen, 1).tolist()                                       # [Q, S]
     lps = logprob.tolist()
+    dists = (number_distributions(grammar, probs, second, torch.stack(pick_index, 1)) if distribution
+             else [None] * q)
     answers, carry = [], []
     n_end = len(end_ids)
     for i in range(q):
@@ -336,9 +384,31 @@ def _constrained_round(rows: _Rows, chunk: list[list[int]], grammar: CoordinateG
         fin = bool(n_end) and ids[-n_end:] == end_ids
         text = tokenizer.decode(ids[:-n_end] if fin else ids, skip_special_tokens=False)
         answers.append(Answer(text=text, token_ids=ids, logprob=lps[i], finished=True,
-                              n_scored=len(grammar.slots)))
+                              n_scored=len(grammar.slots), dist=dists[i]))
         carry.append([picks[i][-1]] + grammar.slots[-1].after)
     return answers, carry
+
+
+def _enumerated(grammar: CoordinateGrammar, s: int) -> bool:
+    """Slot s is a number's first decimal slot and another decimal slot of it follows."""
+    slots = grammar.slots
+    return (not slots[s].has_int and s > 0 and slots[s - 1].has_int and s + 1 < len(slots)
+            and slots[s + 1].number == slots[s].number)
+
+
+def _next_slot_probs(rows: _Rows, grammar: CoordinateGrammar, s: int, cand_ids: torch.Tensor,
+                     device: torch.device) -> torch.Tensor:
+    """[Q, F_s, F_{s+1}]: the soft-max of slot s+1 (over the digits it admits after an integer
+    digit 0) under each candidate of slot s (and the fixed tokens after it), in one forward call
+    (`_Rows.branch`)."""
+    slot, nxt = grammar.slots[s], grammar.slots[s + 1]
+    after = torch.tensor(slot.after, dtype=torch.long, device=device).expand(len(cand_ids), -1)
+    logits = rows.branch(torch.cat([cand_ids[:, None], after], dim=1))            # [Q, F, V]
+    if logits is None:
+        raise RuntimeError("the answer's distribution needs transformers' cache layers (transformers >= 4.54)")
+    cand = logits.index_select(2, grammar.ids_on(device)[s + 1])
+    cand = cand.masked_fill(~nxt.ok_free.to(device), float("-inf"))
+    return cand.softmax(-1)
 
 
 def _greedy_round(rows: _Rows, chunk: list[list[int]], end_ids: list[int], tokenizer,

@@ -67,16 +67,41 @@ class Prediction:
     answers: list[str]                    # raw answer texts
     missing: dict[int, str] = field(default_factory=dict)  # keypoint index -> why it is missing
     box: list[float] | None = None        # [x, y, w, h] the instance was read from (image pixels)
+    # with distribution=True (capellm.inference.uncertainty), image pixels, NaN where missing:
+    spread: np.ndarray | None = None      # float [K, 2] standard deviation of x and of y
+    mean: np.ndarray | None = None        # float [K, 2] expected position
+    mode: np.ndarray | None = None        # float [K, 2] most probable position
 
     def to_dict(self) -> dict:
         kps = []
+        pair = lambda a, i: None if a is None or np.isnan(a[i]).any() else [round(float(v), 2) for v in a[i]]
         for i, n in enumerate(self.names):
             x, y = self.keypoints[i]
+            extra = {k: pair(a, i) for k, a in (("spread", self.spread), ("mean", self.mean), ("mode", self.mode))
+                     if a is not None}
             kps.append({"name": n, "x": None if np.isnan(x) else round(float(x), 2),
                         "y": None if np.isnan(y) else round(float(y), 2),
-                        "confidence": _finite(round(float(self.confidence[i]), 4)), "answer": self.answers[i],
-                        **({"missing": self.missing[i]} if i in self.missing else {})})
+                        "confidence": _finite(round(float(self.confidence[i]), 4)), **extra,
+                        "answer": self.answers[i], **({"missing": self.missing[i]} if i in self.missing else {})})
         return {"keypoints": kps}
+
+
+def _add_distribution(pred: Prediction, crop: CropResult, ans: dict[int, Answer]) -> None:
+    """Spread, expected and most probable position of each answer's distribution, in image pixels."""
+    k = len(pred.names)
+    mean, mode, std = (np.full((k, 2), np.nan) for _ in range(3))
+    for i, a in ans.items():
+        if a.dist is not None and i not in pred.missing:
+            mean[i] = [d.mean for d in a.dist]
+            mode[i] = [d.mode for d in a.dist]
+            std[i] = [d.std for d in a.dist]
+    ok = ~np.isnan(mean[:, 0])
+    pred.spread, pred.mean, pred.mode = std * np.nan, mean.copy(), mode.copy()
+    if ok.any():
+        pred.mean[ok], pred.mode[ok] = crop.to_image(mean[ok]), crop.to_image(mode[ok])
+        # crop -> image is a scale and a shift per axis at inference (no rotation)
+        unit = crop.to_image(np.array([[1.0, 1.0]])) - crop.to_image(np.array([[0.0, 0.0]]))
+        pred.spread[ok] = std[ok] * np.abs(unit)
 
 
 def _finite(v: float) -> float | None:
@@ -184,15 +209,17 @@ class CapeLLM(nn.Module):
             cached = self.__dict__["_grammar"] = (key, grammar)
         return cached[1]
 
-    def _decode(self, image_embeds: torch.Tensor, convs: list[Conversation], decoding: str) -> list[list[Answer]]:
+    def _decode(self, image_embeds: torch.Tensor, convs: list[Conversation], decoding: str,
+                distribution: bool = False) -> list[list[Answer]]:
         if decoding not in ANSWER_DECODINGS:
             raise ValueError(f"decoding must be one of {ANSWER_DECODINGS}, got '{decoding}'")
         if decoding == "official":    # the authors' generate(): greedy, exactly 13 new tokens
             return decode(self.llm, image_embeds, convs, grammar=None, end_ids=[], pad_id=self.tokenizer.pad_token_id,
                           tokenizer=self.tokenizer, max_new_tokens=OFFICIAL_NEW_TOKENS)
-        return decode(self.llm, image_embeds, convs, grammar=self.answer_grammar() if decoding == "grammar" else None,
-                      end_ids=self.end_ids(), pad_id=self.tokenizer.pad_token_id, tokenizer=self.tokenizer,
-                      max_new_tokens=self.cfg.max_new_tokens)
+        grammar = self.answer_grammar() if decoding == "grammar" else None
+        return decode(self.llm, image_embeds, convs, grammar=grammar, end_ids=self.end_ids(),
+                      pad_id=self.tokenizer.pad_token_id, tokenizer=self.tokenizer,
+                      max_new_tokens=self.cfg.max_new_tokens, distribution=distribution and grammar is not None)
 
     @torch.no_grad()
     def answer(self, image_embeds: torch.Tensor, image_index: list[int], prompts: list[list[int]],
@@ -207,7 +234,7 @@ class CapeLLM(nn.Module):
     @torch.no_grad()
     def predict_crops(self, crops: list[CropResult], categories: list[Category], mode: str = "single",
                       keypoints: list[list[int]] | None = None, constrained: bool = True,
-                      decoding: str | None = None) -> list[Prediction]:
+                      decoding: str | None = None, distribution: bool = False) -> list[Prediction]:
         """Ask for keypoints of already-cropped instances; returns predictions in image pixels.
 
         keypoints[i]: which keypoint indices to ask for instance i (default: all).
@@ -218,6 +245,9 @@ class CapeLLM(nn.Module):
               "official": the authors' way, greedy for exactly 13 new tokens, read with their
               regex parser (`parse_official`: never missing, unreadable numbers become 0); one
               keypoint per prompt whatever `mode` says. constrained=False is "greedy".
+        distribution: with "grammar", each keypoint also gets the spread, expected and most
+              probable position of its answer's distribution (capellm.inference.uncertainty);
+              the keypoints themselves stay the decoded answers.
         One pass of the decoding engine serves the whole batch: every image is encoded once, and
         its image tokens and common prompt prefix are prefilled once for all of its queries.
         """
@@ -247,7 +277,7 @@ class CapeLLM(nn.Module):
                 convs.append(Conversation(i, rounds))
                 where.append((i, group))
         answers: list[dict[int, Answer]] = [{} for _ in crops]
-        for (i, group), got in zip(where, self._decode(img, convs, decoding)):
+        for (i, group), got in zip(where, self._decode(img, convs, decoding, distribution)):
             for kp, a in zip(group, got):
                 answers[i][kp] = a
         if was_training:
@@ -289,20 +319,25 @@ class CapeLLM(nn.Module):
         ok = ~np.isnan(norm[:, 0])
         if ok.any():
             pts[ok] = crop.to_image(norm[ok])
-        return Prediction(cat.keypoint_names, pts, conf, texts, missing)
+        pred = Prediction(cat.keypoint_names, pts, conf, texts, missing)
+        if any(a.dist is not None for a in ans.values()):
+            _add_distribution(pred, crop, ans)
+        return pred
 
     @torch.no_grad()
-    def predict(self, image, category: Category, box=None, mode: str = "single") -> Prediction:
+    def predict(self, image, category: Category, box=None, mode: str = "single",
+                distribution: bool = False) -> Prediction:
         """Keypoints of `category` in `image` (path, PIL image, HxWx3 uint8 array or ImageSource),
         in the pixels of the image as displayed (after its EXIF orientation).
 
         box: [x, y, w, h] in those pixels, clipped to the image (BoxError if it misses it); None
-        means the whole image. The prediction's `box` is the one used.
+        means the whole image. The prediction's `box` is the one used. distribution: also each
+        keypoint's spread (pixels), expected and most probable position (see `predict_crops`).
         """
         source = ImageSource.of(image)
         box = clip_box(box if box is not None else [0, 0, *source.size], source.size)
         crop = read_crop(source, box, self.cfg.crop, category.num_keypoints)
-        pred = self.predict_crops([crop], [category], mode=mode)[0]
+        pred = self.predict_crops([crop], [category], mode=mode, distribution=distribution)[0]
         pred.box = box
         return pred
 
