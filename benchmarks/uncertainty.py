@@ -16,18 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 
 import numpy as np
-import torch
+from _split import Split, add_split_arguments, hardware, write_json
 
-from capellm import CapeLLM
-from capellm.data.coco import load_keypoint_dataset
-from capellm.data.crops import crop_instance
-from capellm.data.dataset import categories_for
-from capellm.data.images import load_image
-from capellm.evaluate import category_labels
 from capellm.metrics import PCKAccumulator
 
 
@@ -52,32 +45,16 @@ def reliability(score: np.ndarray, correct: np.ndarray, bins: int) -> list[dict]
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", default="runs/demo/model")
-    p.add_argument("--ann", default="data/synth/annotations/synth_split1_test.json")
-    p.add_argument("--image-root", default="data/synth/images")
-    p.add_argument("--categories", default="data/synth/categories")
-    p.add_argument("--max-instances", type=int, default=400)
-    p.add_argument("--batch-size", type=int, default=16)
+    add_split_arguments(p, max_instances=400)
     p.add_argument("--mode", default="single", choices=["single", "multi"])
     p.add_argument("--bins", type=int, default=5)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    p.add_argument("--out", default="")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    model = CapeLLM.from_pretrained(args.checkpoint).eval()
-    ds = load_keypoint_dataset(args.ann, args.image_root)
-    cats = categories_for(ds, args.categories)
-    labels = category_labels(ds, cats)
-    insts = ds.instances[:args.max_instances]
+    split = Split(args)
+    model, labels, insts = split.model, split.labels, split.instances
     acc = {k: PCKAccumulator() for k in ("greedy", "mode", "mean")}
     conf, spread, correct = [], [], []
     seconds = {"plain": 0.0, "distribution": 0.0}
-    for i in range(0, len(insts), args.batch_size):
-        chunk = insts[i:i + args.batch_size]
-        crops = [crop_instance(load_image(x.image_path), x.bbox, x.keypoints, x.visible, model.cfg.crop) for x in chunk]
-        cc = [cats[x.category_id] for x in chunk]
+    for chunk, crops, cc in split.batches():
         t0 = time.perf_counter()
         plain = model.predict_crops(crops, cc, mode=args.mode)
         t1 = time.perf_counter()
@@ -107,8 +84,7 @@ def main(argv=None) -> int:
         "reliability_spread_box_units": reliability(spread, correct, args.bins),
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
         "cost_ratio": round(seconds["distribution"] / seconds["plain"], 3),
-        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-                    f"torch {torch.__version__}",
+        "hardware": hardware(),
     }
     print(json.dumps({k: v for k, v in result.items() if not k.startswith("reliability")}, indent=1))
     for key in ("reliability_confidence", "reliability_spread_box_units"):
@@ -116,12 +92,7 @@ def main(argv=None) -> int:
         for r in result[key]:
             print(f"  {r['from']:.4f}-{r['to']:.4f}  mean {r['mean']:.4f}  accuracy {100 * r['accuracy']:.1f} %"
                   f"  (n={r['n']})")
-    if args.out:
-        from pathlib import Path
-
-        from capellm.utils import atomic_write_text
-
-        atomic_write_text(Path(args.out), json.dumps(result, indent=1))
+    write_json(args.out, result)
     return 0
 
 

@@ -266,6 +266,22 @@ def test_predict_single_image_json_and_picture(checkpoint, tiny_data, tmp_path, 
     assert json.loads(capsys.readouterr().out)["box"] == [0, 0, 64, 64]
 
 
+def test_predict_spread_json_and_its_ellipses(checkpoint, tiny_data, tmp_path):
+    img = tiny_data["images"] / "triangle" / "2.png"
+    cat = tiny_data["categories"] / "triangle.yaml"
+    args = ["predict", "--checkpoint", str(checkpoint), "--image", str(img), "--category", str(cat)]
+    assert main([*args, "--out", str(tmp_path / "a.json"), "--vis", str(tmp_path / "a.png")]) == 0
+    assert main([*args, "--spread", "--out", str(tmp_path / "b.json"), "--vis", str(tmp_path / "b.png")]) == 0
+    a, b = (json.loads((tmp_path / f).read_text())["keypoints"] for f in ("a.json", "b.json"))
+    assert [k["x"] for k in a] == [k["x"] for k in b]            # the keypoints do not change
+    for k in b:
+        if "missing" not in k:
+            assert k["spread"][0] > 0 and k["spread"][1] > 0 and len(k["mean"]) == len(k["mode"]) == 2
+    assert "spread" not in a[0]
+    drawn = np.asarray(Image.open(tmp_path / "b.png"), float) - np.asarray(Image.open(tmp_path / "a.png"), float)
+    assert np.abs(drawn).sum() > 0                                # the ellipses are drawn
+
+
 def test_python_api_and_cli_give_the_same_keypoints_on_a_large_photo(checkpoint, tiny_data, tmp_path):
     """One predict path: `CapeLLM.predict` and `capellm predict` read the same region, downscale it
     the same way (the box is far larger than the encoder input) and answer the same."""
