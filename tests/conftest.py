@@ -85,3 +85,23 @@ def tiny_config(data: dict, out_dir: Path, **train):
     for k, v in train.items():
         setattr(cfg.train, k, v)
     return cfg
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_data, tmp_path_factory):
+    """The tiny model trained for a few dozen steps: its greedy answers are mostly well-formed
+    (in multi mode also in later rounds), and they differ between instances and keypoints."""
+    from capellm.data.coco import load_keypoint_dataset
+    from capellm.data.crops import crop_instance
+    from capellm.data.dataset import categories_for
+    from capellm.data.images import load_image
+    from capellm.model.capellm import CapeLLM
+    from capellm.train import train
+
+    cfg = tiny_config(tiny_data, tmp_path_factory.mktemp("decode_run"), max_steps=60, save_every=1000, lr=5e-3)
+    model = CapeLLM.from_pretrained(train(cfg)).eval()
+    ds = load_keypoint_dataset(tiny_data["ann"], tiny_data["images"])
+    cats = categories_for(ds, str(tiny_data["categories"]))
+    insts = ds.instances[::2]                                    # both categories (3 and 5 keypoints)
+    crops = [crop_instance(load_image(x.image_path), x.bbox, x.keypoints, x.visible, model.cfg.crop) for x in insts]
+    return model, crops, [cats[x.category_id] for x in insts]

@@ -8,14 +8,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_config
 
 from capellm.config import InstructionConfig
 from capellm.data.categories import Category, Keypoint
-from capellm.data.coco import load_keypoint_dataset
 from capellm.data.crops import crop_instance
-from capellm.data.dataset import categories_for
-from capellm.data.images import load_image
 from capellm.data.instructions import (
     ParseError,
     SegmentTokenizer,
@@ -32,21 +28,6 @@ from capellm.model.capellm import CapeLLM
 CAT = Category("box", tuple(Keypoint(f"corner {i}", f"Corner {i} of the box.") for i in range(5)), id=1)
 # descriptions of very different lengths: prompts whose own suffixes the engine prefills in buckets
 VARIED = Category("star", tuple(Keypoint(f"tip {i}", "x" * (4 + 9 * i)) for i in range(5)), id=2)
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_data, tmp_path_factory):
-    """The tiny model trained for a few dozen steps: its greedy answers are mostly well-formed
-    (in multi mode also in later rounds), and they differ between instances and keypoints."""
-    from capellm.train import train
-
-    cfg = tiny_config(tiny_data, tmp_path_factory.mktemp("decode_run"), max_steps=60, save_every=1000, lr=5e-3)
-    model = CapeLLM.from_pretrained(train(cfg)).eval()
-    ds = load_keypoint_dataset(tiny_data["ann"], tiny_data["images"])
-    cats = categories_for(ds, str(tiny_data["categories"]))
-    insts = ds.instances[::2]                                    # both categories (3 and 5 keypoints)
-    crops = [crop_instance(load_image(x.image_path), x.bbox, x.keypoints, x.visible, model.cfg.crop) for x in insts]
-    return model, crops, [cats[x.category_id] for x in insts]
 
 
 def untrained(seed=0):
