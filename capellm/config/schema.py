@@ -226,9 +226,14 @@ class InstructionConfig:
     # the question; {keypoint}: the keypoint's name, {object}: the category's name or "object"
     # (the paper presets: the authors' wording, capellm.data.instructions.OFFICIAL_QUESTION)
     question: str = "Where is the {keypoint} of the {object} in this image?"
+    # beyond the paper: the chance that a training round asks for a keypoint that is unlabelled or
+    # outside the crop, answered with NOT_VISIBLE (capellm.data.instructions); 0: never (paper)
+    not_visible_rate: float = 0.0
 
     def __post_init__(self):
         _enforce_types(self, "model.instruction")
+        _check(0.0 <= self.not_visible_rate < 1.0,
+               f"model.instruction.not_visible_rate must be in [0, 1), got {self.not_visible_rate}")
         try:
             self.question.format(keypoint="k", object="o")
         except (KeyError, IndexError, ValueError) as e:

@@ -148,9 +148,28 @@ class InstructionDataset(torch.utils.data.Dataset):
         if not ask:  # augmentation pushed every planned point out: use the plain crop
             crop = crop_instance(image, inst.bbox, inst.keypoints, inst.visible, self.crop, None)
             ask = list(s.keypoints)
-        segs = render_conversation(cat, ask, crop.keypoints[ask], self.instruction, self.fmt)
+        coords = crop.keypoints[ask].astype(np.float64)
+        if self.instruction.not_visible_rate > 0:
+            ask, coords = not_visible_rounds(ask, coords, np.flatnonzero(~crop.in_crop),
+                                             self.instruction.not_visible_rate,
+                                             np.random.default_rng([self.seed, self.epoch, i, 0x4E56]))
+        segs = render_conversation(cat, ask, coords, self.instruction, self.fmt)
         ids, labels = self.segment_tokenizer(segs)
         return {"pixel_values": crop.pixel_values, "input_ids": ids, "labels": labels}
+
+
+def not_visible_rounds(ask: list[int], coords: np.ndarray, unseen: np.ndarray, rate: float,
+                       rng: np.random.Generator) -> tuple[list[int], np.ndarray]:
+    """Each round is, with probability `rate`, replaced by a question about a keypoint that is
+    not in the picture (unlabelled or outside the crop; `unseen`, each used once), answered
+    NOT_VISIBLE (a NaN row of coords). At least one coordinate round is kept."""
+    ask, coords = list(ask), coords.copy()
+    pool = [int(j) for j in rng.permutation(unseen)]
+    for r in range(len(ask)):
+        if pool and rng.random() < rate and (~np.isnan(coords[:, 0])).sum() > 1:
+            ask[r] = pool.pop()
+            coords[r] = np.nan
+    return ask, coords
 
 
 def collate(items: list[dict], pad_id: int) -> dict:

@@ -53,8 +53,17 @@ def format_coords(x: float, y: float, decimals: int = 3) -> str:
     return f"[{x:.{decimals}f},{y:.{decimals}f}]"
 
 
+# The answer for a keypoint that is not in the picture (models trained with
+# instruction.not_visible_rate > 0): fixed text, starting like a coordinate answer.
+NOT_VISIBLE = "[none]"
+
+
 class ParseError(ValueError):
     """An answer that is not a coordinate pair."""
+
+
+class NotVisible(ParseError):
+    """The model answered that the keypoint is not visible (`NOT_VISIBLE`)."""
 
 
 _OFFICIAL_NUMBER_RE = re.compile(r"0\.\d+")
@@ -69,7 +78,10 @@ def parse_official(text: str) -> tuple[float, float]:
 
 
 def parse_coords(text: str) -> tuple[float, float]:
-    """Inverse of `format_coords`; raises ParseError with the reason on anything else."""
+    """Inverse of `format_coords`; raises ParseError with the reason on anything else
+    (NotVisible for the `NOT_VISIBLE` answer)."""
+    if text.strip() == NOT_VISIBLE:
+        raise NotVisible("not visible")
     m = _COORD_RE.match(text)
     if m is None:
         raise ParseError(f"answer {text!r} is not of the form [x,y]")
@@ -197,7 +209,8 @@ def render_conversation(category: Category, kps: list[int], coords: np.ndarray |
     """Segments of a multi-round conversation asking for `kps` in order.
 
     coords: float [len(kps), 2] normalised answers, or None to render only up to (and including)
-    the assistant marker of the first round, i.e. the prompt for decoding one keypoint.
+    the assistant marker of the first round, i.e. the prompt for decoding one keypoint. A NaN
+    row is answered `NOT_VISIBLE`.
     """
     segs = [Segment("prompt", fmt.prefix)] if fmt.prefix else []
     for r, kp in enumerate(kps):
@@ -205,7 +218,8 @@ def render_conversation(category: Category, kps: list[int], coords: np.ndarray |
         if coords is None:
             break
         x, y = coords[r]
-        segs.append(Segment("answer", fmt.answer_start + format_coords(x, y, cfg.decimals) + fmt.answer_end))
+        text = NOT_VISIBLE if np.isnan(x) or np.isnan(y) else format_coords(x, y, cfg.decimals)
+        segs.append(Segment("answer", fmt.answer_start + text + fmt.answer_end))
     return segs
 
 
@@ -223,6 +237,8 @@ def instruction_corpus(categories: list[Category], cfg: InstructionConfig) -> li
     for c in categories:
         texts.extend(question_text(c, i, cfg, first=(i == 0)) for i in range(c.num_keypoints))
     texts.extend(format_coords(i / 97, 1 - i / 97, cfg.decimals) for i in range(98))
+    if cfg.not_visible_rate > 0:
+        texts.append(NOT_VISIBLE)
     return texts
 
 

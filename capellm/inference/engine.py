@@ -321,7 +321,7 @@ def _columns_needed(conversations: list[Conversation], pending: list[list[int]],
     """Cache columns that decoding will append (an upper bound): per round the widest chunk,
     then the answer's decoding steps."""
     if grammar is not None:
-        carry = 1 + len(grammar.slots[-1].after)
+        carry = max(1 + len(grammar.slots[-1].after), 1 + len(grammar.nv_rest))
         answer = len(grammar.lead) + sum(1 + len(s.after) for s in grammar.slots[:-1])
     else:
         carry, answer = 1, max_new_tokens
@@ -343,6 +343,8 @@ def _constrained_round(rows: _Rows, chunk: list[list[int]], grammar: CoordinateG
     ids_dev = grammar.ids_on(device)
     one = torch.zeros(q, 2, dtype=torch.bool, device=device)                     # integer digit was 1
     logprob = torch.zeros(q, dtype=torch.float64, device=device)
+    nv = torch.zeros(q, dtype=torch.bool, device=device)                         # answered "not visible"
+    nv_lp = logprob
     chosen, pick_index = [], []
     probs: list[torch.Tensor] = []              # distribution: each slot's admitted soft-max
     second: dict[int, torch.Tensor] = {}        # distribution: next slot's soft-max per candidate
@@ -354,6 +356,10 @@ def _constrained_round(rows: _Rows, chunk: list[list[int]], grammar: CoordinateG
             ok = torch.where(one[:, slot.number, None], slot.ok_one.to(device), slot.ok_free.to(device))
         masked = cand.masked_fill(~ok, float("-inf"))
         pick = masked.argmax(-1)                                                  # [Q]
+        if s == 0 and grammar.nv_first is not None:                             # "not visible" wins?
+            nv_logit = logits[:, grammar.nv_first]
+            nv = nv_logit > masked.max(-1).values
+            nv_lp = (nv_logit - torch.logsumexp(logits, -1)).double()
         if distribution:
             probs.append(masked.softmax(-1))
             if _enumerated(grammar, s):
@@ -369,23 +375,29 @@ def _constrained_round(rows: _Rows, chunk: list[list[int]], grammar: CoordinateG
             # the choice and the fixed tokens after it, in one forward call
             after = torch.tensor(slot.after, dtype=torch.long, device=device).expand(q, -1)
             ids = torch.cat([tok[:, None], after], dim=1)
-            logits = rows.feed(rows.emb(ids), torch.ones_like(ids))
+            # rows that answered "not visible" take no part (masked out); their answer's tokens
+            # are fed with the next round's prompt
+            logits = rows.feed(rows.emb(ids), (~nv)[:, None].long().expand_as(ids).contiguous())
     picks = torch.stack(chosen, 1).tolist()                                       # [Q, S]
-    lps = logprob.tolist()
+    lps = torch.where(nv, nv_lp, logprob).tolist()
+    nv = nv.tolist()
     dists = (number_distributions(grammar, probs, second, torch.stack(pick_index, 1)) if distribution
              else [None] * q)
     answers, carry = [], []
     n_end = len(end_ids)
     for i in range(q):
         ids = list(grammar.lead)
-        for slot, t in zip(grammar.slots, picks[i]):
-            ids.append(t)
-            ids.extend(slot.after)
+        if nv[i]:
+            ids += [grammar.nv_first, *grammar.nv_rest]
+        else:
+            for slot, t in zip(grammar.slots, picks[i]):
+                ids.append(t)
+                ids.extend(slot.after)
         fin = bool(n_end) and ids[-n_end:] == end_ids
         text = tokenizer.decode(ids[:-n_end] if fin else ids, skip_special_tokens=False)
         answers.append(Answer(text=text, token_ids=ids, logprob=lps[i], finished=True,
-                              n_scored=len(grammar.slots), dist=dists[i]))
-        carry.append([picks[i][-1]] + grammar.slots[-1].after)
+                              n_scored=1 if nv[i] else len(grammar.slots), dist=None if nv[i] else dists[i]))
+        carry.append(ids[len(grammar.lead):] if nv[i] else [picks[i][-1]] + grammar.slots[-1].after)
     return answers, carry
 
 

@@ -55,6 +55,10 @@ class CoordinateGrammar:
         self.lead = lead
         self.slots = slots
         self._device_ids: dict[torch.device, list[torch.Tensor]] = {}
+        # the "not visible" answer (models trained to give it): after `lead`, its first token
+        # competes with the first slot's digits; the rest of it is fixed
+        self.nv_first: int | None = None
+        self.nv_rest: list[int] = []
 
     def template_length(self) -> int:
         return len(self.lead) + sum(1 + len(s.after) for s in self.slots)
@@ -65,9 +69,12 @@ class CoordinateGrammar:
         return self._device_ids[device]
 
     @classmethod
-    def build(cls, encode, answer_end: str, decimals: int, answer_start: str = "") -> "CoordinateGrammar | None":
+    def build(cls, encode, answer_end: str, decimals: int, answer_start: str = "",
+              not_visible: str | None = None) -> "CoordinateGrammar | None":
         """Derive the grammar from `encode` (SegmentTokenizer.encode: text -> ids, as in training)
-        for answers `answer_start` + "[x,y]" + `answer_end`.
+        for answers `answer_start` + "[x,y]" + `answer_end`, and also `not_visible` where given
+        and where it starts with the same tokens as a coordinate answer up to the first digit
+        (otherwise the grammar does not admit it: check `nv_first`).
 
         Returns None where the format is not token-aligned; the caller then decodes unconstrained.
         """
@@ -129,6 +136,11 @@ class CoordinateGrammar:
         if not slots:
             return None
         grammar = cls(list(ids0[:positions[0]]), slots)
+        if not_visible is not None:
+            nv = encode(answer_start + not_visible + answer_end)
+            n = len(grammar.lead)
+            if len(nv) > n and nv[:n] == grammar.lead and nv[n] not in slots[0].ids:
+                grammar.nv_first, grammar.nv_rest = nv[n], list(nv[n + 1:])
         # the slots compose: whole answers encode exactly as the template spells them
         for x, y in ((0.0, 0.0), (1.0, 1.0), (0.123, 0.987), (0.5, 1.0), (0.999, 0.001), (0.707, 0.31)):
             text = format_coords(x, y, decimals)

@@ -39,8 +39,8 @@ from capellm.errors import CheckpointError
 from capellm.data.categories import Category
 from capellm.data.crops import CropResult, clip_box, read_crop
 from capellm.data.images import ImageSource
-from capellm.data.instructions import (IGNORE_INDEX, ParseError, PromptFormat, SegmentTokenizer, parse_coords,
-                                       parse_official, render_conversation, round_segments)
+from capellm.data.instructions import (IGNORE_INDEX, NOT_VISIBLE, ParseError, PromptFormat, SegmentTokenizer,
+                                       parse_coords, parse_official, render_conversation, round_segments)
 from capellm.inference import Answer, Conversation, CoordinateGrammar, decode
 from capellm.inference.decoder import decoder_body, run_decoder
 from capellm.model.language_model import build_language_model, build_tokenizer, ensure_pad_token
@@ -199,13 +199,17 @@ class CapeLLM(nn.Module):
     def answer_grammar(self):
         """The coordinate format as tokens (capellm.inference.grammar), or None where the
         tokenizer does not spell it token by token (answers are then decoded unconstrained)."""
-        key = (self.fmt.answer_end, self.cfg.instruction.decimals, self.fmt.answer_start)
+        nv = NOT_VISIBLE if self.cfg.instruction.not_visible_rate > 0 else None
+        key = (self.fmt.answer_end, self.cfg.instruction.decimals, self.fmt.answer_start, nv)
         cached = self.__dict__.get("_grammar")
         if cached is None or cached[0] != key:
             grammar = CoordinateGrammar.build(self.segment_tokenizer.encode, *key)
             if grammar is None:
                 warnings.warn("the tokenizer does not spell '[x,y]' answers token by token; "
                               "decoding unconstrained (answers may not parse)", stacklevel=2)
+            elif nv is not None and grammar.nv_first is None:
+                warnings.warn(f"the tokenizer does not spell {nv!r} as '[' + its own tokens; the grammar "
+                              f"cannot admit 'not visible' answers", stacklevel=2)
             cached = self.__dict__["_grammar"] = (key, grammar)
         return cached[1]
 
