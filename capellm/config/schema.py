@@ -226,6 +226,12 @@ class InstructionConfig:
     # the question; {keypoint}: the keypoint's name, {object}: the category's name or "object"
     # (the paper presets: the authors' wording, capellm.data.instructions.OFFICIAL_QUESTION)
     question: str = "Where is the {keypoint} of the {object} in this image?"
+    # the paper's appendix (B.1, Tables 6 and 7), all off in the paper's main configuration:
+    # paraphrases of `question`; training draws one of (question, *questions) per round,
+    # evaluation asks `question` (capellm.data.instructions.DIVERSE_QUESTIONS: ours)
+    questions: tuple[str, ...] = ()
+    outline: str = ""               # text opening the conversation: the task and how it flows
+    step_by_step: bool = False      # first ask what the object is (answered with the category's name)
     # beyond the paper: the chance that a training round asks for a keypoint that is unlabelled or
     # outside the crop, answered with NOT_VISIBLE (capellm.data.instructions); 0: never (paper)
     not_visible_rate: float = 0.0
@@ -240,6 +246,13 @@ class InstructionConfig:
             raise ConfigError(f"model.instruction.question may use only {{keypoint}} and {{object}}: "
                               f"{self.question!r} ({e})") from None
         _check("{keypoint}" in self.question, "model.instruction.question must contain {keypoint}")
+        for i, q in enumerate(self.questions):
+            _check("{keypoint}" in q, f"model.instruction.questions[{i}] must contain {{keypoint}}: {q!r}")
+            try:
+                q.format(keypoint="k", object="o")
+            except (KeyError, IndexError, ValueError) as e:
+                raise ConfigError(f"model.instruction.questions[{i}] may use only {{keypoint}} and {{object}}: "
+                                  f"{q!r} ({e})") from None
         _check(self.k >= 1, f"model.instruction.k must be >= 1, got {self.k}")
         _check(1 <= self.decimals <= 6, f"model.instruction.decimals must be in 1..6, got {self.decimals}")
 

@@ -153,7 +153,8 @@ class InstructionDataset(torch.utils.data.Dataset):
             ask, coords = not_visible_rounds(ask, coords, np.flatnonzero(~crop.in_crop),
                                              self.instruction.not_visible_rate,
                                              np.random.default_rng([self.seed, self.epoch, i, 0x4E56]))
-        segs = render_conversation(cat, ask, coords, self.instruction, self.fmt)
+        words = np.random.default_rng([self.seed, self.epoch, i, 0x5157])      # question wording
+        segs = render_conversation(cat, ask, coords, self.instruction, self.fmt, rng=words)
         ids, labels = self.segment_tokenizer(segs)
         return {"pixel_values": crop.pixel_values, "input_ids": ids, "labels": labels}
 

@@ -53,6 +53,21 @@ def format_coords(x: float, y: float, decimals: int = 3) -> str:
     return f"[{x:.{decimals}f},{y:.{decimals}f}]"
 
 
+# The paper's appendix instructions (B.1); the wording is ours.
+DIVERSE_QUESTIONS = (
+    "Find the {keypoint} of the {object}.",
+    "Locate the {keypoint} of the {object} in the picture.",
+    "Give the position of the {keypoint} of the {object}.",
+    "What are the coordinates of the {keypoint} of the {object}?",
+    "Point to the {keypoint} of the {object} in this image.",
+    "In this image, where can the {keypoint} of the {object} be found?",
+    "Show where the {keypoint} of the {object} is.",
+)
+CONVERSATION_OUTLINE = ("This is a conversation about the keypoints of one object in the image. Each question "
+                        "names one keypoint; the answer is its position as [x,y], both between 0 and 1, from the "
+                        "top left corner of the image. The questions come one after another.")
+OBJECT_QUESTION = "What is the object in this image?"     # the step-by-step instruction's first round
+
 # The answer for a keypoint that is not in the picture (models trained with
 # instruction.not_visible_rate > 0): fixed text, starting like a coordinate answer.
 NOT_VISIBLE = "[none]"
@@ -189,15 +204,25 @@ def _object_words(category: Category, cfg: InstructionConfig) -> str:
     return category.name.replace("_", " ")
 
 
-def question_text(category: Category, kp: int, cfg: InstructionConfig, first: bool) -> str:
-    """The user turn asking for keypoint `kp`."""
+def _opening(category: Category, cfg: InstructionConfig) -> list[str]:
+    """Lines that open the first user turn: the outline and the keypoint list, where enabled."""
+    lines = [cfg.outline] if cfg.outline else []
+    if cfg.keypoint_list:
+        lines.append(f"The {_object_words(category, cfg)} has these keypoints: {', '.join(category.keypoint_names)}.")
+    return lines
+
+
+def question_text(category: Category, kp: int, cfg: InstructionConfig, first: bool,
+                  rng: np.random.Generator | None = None) -> str:
+    """The user turn asking for keypoint `kp` (first: it opens the conversation). With rng and
+    paraphrases configured, the question's wording is drawn from (question, *questions)."""
     obj = _object_words(category, cfg)
-    lines = []
-    if first and cfg.keypoint_list:
-        names = ", ".join(category.keypoint_names)
-        lines.append(f"The {obj} has these keypoints: {names}.")
-    name = category.keypoints[kp].name
-    lines.append(cfg.question.format(keypoint=name, object=obj))
+    lines = _opening(category, cfg) if first else []
+    template = cfg.question
+    if cfg.questions and rng is not None:
+        options = (cfg.question, *cfg.questions)
+        template = options[int(rng.integers(len(options)))]
+    lines.append(template.format(keypoint=category.keypoints[kp].name, object=obj))
     desc = category.keypoints[kp].description
     if cfg.description and desc:
         lines.append(f"Reference: {desc}")
@@ -205,16 +230,25 @@ def question_text(category: Category, kp: int, cfg: InstructionConfig, first: bo
 
 
 def render_conversation(category: Category, kps: list[int], coords: np.ndarray | None,
-                        cfg: InstructionConfig, fmt: PromptFormat) -> list[Segment]:
+                        cfg: InstructionConfig, fmt: PromptFormat,
+                        rng: np.random.Generator | None = None) -> list[Segment]:
     """Segments of a multi-round conversation asking for `kps` in order.
 
     coords: float [len(kps), 2] normalised answers, or None to render only up to (and including)
-    the assistant marker of the first round, i.e. the prompt for decoding one keypoint. A NaN
-    row is answered `NOT_VISIBLE`.
+    the assistant marker of the first keypoint's round, i.e. the prompt for decoding one keypoint.
+    A NaN row is answered `NOT_VISIBLE`. With cfg.step_by_step the conversation first asks what
+    the object is, answered with the category's name (given at inference: the user names it).
+    rng: training draws the question wording per round (cfg.questions); None asks `question`.
     """
     segs = [Segment("prompt", fmt.prefix)] if fmt.prefix else []
+    opened = False
+    if cfg.step_by_step:
+        text = "\n".join([*_opening(category, cfg), OBJECT_QUESTION])
+        segs.append(Segment("prompt", fmt.user_start + text + fmt.user_end + fmt.assistant_start))
+        segs.append(Segment("answer", fmt.answer_start + category.name.replace("_", " ") + fmt.answer_end))
+        opened = True
     for r, kp in enumerate(kps):
-        segs.append(round_segments(category, kp, cfg, fmt, first=(r == 0)))
+        segs.append(round_segments(category, kp, cfg, fmt, first=(r == 0 and not opened), rng=rng))
         if coords is None:
             break
         x, y = coords[r]
@@ -224,9 +258,9 @@ def render_conversation(category: Category, kps: list[int], coords: np.ndarray |
 
 
 def round_segments(category: Category, kp: int, cfg: InstructionConfig, fmt: PromptFormat,
-                   first: bool) -> Segment:
+                   first: bool, rng: np.random.Generator | None = None) -> Segment:
     """The prompt segment of one round (for multi-round decoding, appended after an answer)."""
-    q = question_text(category, kp, cfg, first=first)
+    q = question_text(category, kp, cfg, first=first, rng=rng)
     sep = "" if first else fmt.turn_sep
     return Segment("prompt", sep + fmt.user_start + q + fmt.user_end + fmt.assistant_start)
 
@@ -239,6 +273,10 @@ def instruction_corpus(categories: list[Category], cfg: InstructionConfig) -> li
     texts.extend(format_coords(i / 97, 1 - i / 97, cfg.decimals) for i in range(98))
     if cfg.not_visible_rate > 0:
         texts.append(NOT_VISIBLE)
+    for q in cfg.questions:
+        texts.extend(q.format(keypoint=kp.name, object=_object_words(c, cfg)) for c in categories for kp in c.keypoints)
+    if cfg.step_by_step:
+        texts.append(OBJECT_QUESTION)
     return texts
 
 
