@@ -247,6 +247,7 @@ def run_studies(studies: list[str], data: str = "data/synth", out: str = "runs/a
             resolved["train"].pop("out_dir")
             same = {"instruction": asdict(cfg.model.instruction), "steps": cfg.train.max_steps,
                     "resolved": {"model": resolved["model"], "train": resolved["train"]}}
+            same = json.loads(json.dumps(same))   # as stored (tuples as lists), to compare with the store
             twin = next((r for r in done.values() if {k: r.get(k) for k in same} == same), None)
             say(f"== {study}: {name}" + (f" (same run as '{twin['variant']}')" if twin else ""))
             result = ({k: v for k, v in twin.items() if k not in ("variant", "overrides", "config")} if twin
