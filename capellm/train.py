@@ -135,7 +135,12 @@ def build_training(cfg: RunConfig, accelerator):
         require_images(val)
     tokenizer = None
     if cfg.model.llm.tokenizer.startswith("bpe:"):
-        tokenizer = build_tokenizer(cfg.model.llm, instruction_corpus(list(cats.values()), cfg.model.instruction))
+        corpus = instruction_corpus(list(cats.values()), cfg.model.instruction)
+        if cfg.train.projector_pretrain.steps:
+            from capellm.projector_pretrain import qa_corpus
+
+            corpus += qa_corpus(list(cats.values()))
+        tokenizer = build_tokenizer(cfg.model.llm, corpus)
     seed_everything(cfg.train.seed)
     model = CapeLLM(cfg.model, tokenizer=tokenizer)
     ds = InstructionDataset(data.instances, cats, cfg.model.crop, cfg.model.instruction, model.fmt,
@@ -307,6 +312,8 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
         if accelerator.is_main_process:
             _log_line(cfg, {"encoder_pretrain_steps": pre.steps, "loss": stats["loss"][1],
                             "seconds": stats["seconds"]})
+    if last is None and t.projector_pretrain.steps > 0:
+        _projector_stage(cfg, model, ds, accelerator)
     if last is not None:
         state = load_checkpoint(last, accelerator, model, opt, sched)
         log.info("resumed from %s at step %d (epoch %d, batch %d)", last, state.step, state.epoch, state.batch)
@@ -383,6 +390,38 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
     if t.report_to != "none":
         accelerator.end_training()
     return final
+
+
+PROJECTOR_STAGE = "projector_stage.safetensors"     # in <out_dir>/checkpoints: the stage's result
+
+
+def _projector_stage(cfg: RunConfig, model, ds, accelerator) -> None:
+    """Projector pre-training before fine-tuning (capellm.projector_pretrain). Its result is kept
+    in the run's checkpoints folder, so a run killed after the stage (before the first fine-tuning
+    checkpoint) resumes without repeating it; killed during the stage, the stage runs again from
+    its start (it is a pure function of the seed). Either way the global random state is then
+    reset from the seed, so resumed and uninterrupted runs continue alike."""
+    from safetensors.torch import load_file, save_file
+
+    from capellm.projector_pretrain import pretrain_projector
+
+    t, pp = cfg.train, cfg.train.projector_pretrain
+    saved = Path(t.out_dir) / "checkpoints" / PROJECTOR_STAGE
+    if saved.exists():
+        model.projector.load_state_dict(load_file(str(saved), device=str(accelerator.device)))
+        log.info("projector pre-training: loaded its result from %s", saved)
+    else:
+        stats = pretrain_projector(model, ds, pp.steps, pp.batch_size, pp.lr, pp.task, seed=t.seed,
+                                   device=accelerator.device)
+        if accelerator.is_main_process:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            tmp = saved.with_suffix(".tmp")
+            save_file({k: v.detach().cpu().contiguous() for k, v in model.projector.state_dict().items()}, str(tmp))
+            tmp.replace(saved)
+            _log_line(cfg, {"projector_pretrain_steps": pp.steps, "task": pp.task, "loss": stats["loss"][1],
+                            "seconds": stats["seconds"]})
+        accelerator.wait_for_everyone()
+    seed_everything(t.seed + 1)
 
 
 def evaluate_validation(cfg: RunConfig, model, final: Path) -> dict:

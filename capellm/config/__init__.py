@@ -35,6 +35,7 @@ from capellm.config.schema import (
                                   LoRAConfig,
                                   ModelConfig,
                                   ProjectorConfig,
+                                  ProjectorPretrainConfig,
                                   RunConfig,
                                   TrainConfig,
                                   VisionConfig,
@@ -43,6 +44,6 @@ from capellm.config.schema import (
 __all__ = [
     "ALIASES", "DECODINGS", "MODES", "OFFICIAL_QUESTION", "PRESETS", "PRETRAIN_TARGETS", "ConfigError",
     "CropConfig", "DataConfig", "EncoderPretrainConfig", "EvalConfig", "InstructionConfig", "LLMConfig",
-    "LoRAConfig", "ModelConfig", "ProjectorConfig", "RunConfig", "TrainConfig", "VisionConfig",
+    "LoRAConfig", "ModelConfig", "ProjectorConfig", "ProjectorPretrainConfig", "RunConfig", "TrainConfig", "VisionConfig",
     "add_arguments", "apply_arguments", "from_dict", "leaf_fields", "load_yaml_config", "merge",
     "model_root", "parse_overrides", "portable_path", "preset", "register", "resolve_model_path", "to_dict"]

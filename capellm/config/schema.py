@@ -27,6 +27,7 @@ from capellm.errors import CapellmError
 
 MODES = ("frozen", "lora", "full")          # trainability of a component (Table 6)
 PRETRAIN_TARGETS = ("names", "keypoints")   # classes of the encoder pre-training (capellm.pretrain)
+PROJECTOR_TASKS = ("direct", "step-by-step")  # questions of the projector pre-training (App. C)
 DECODINGS = ("grammar", "official", "both")  # how evaluation decodes answers (capellm.evaluate)
 REPORTERS = ("none", "tensorboard", "wandb", "mlflow", "trackio")   # accelerate's experiment trackers
 # the authors' question (github.com/Junhojuno/CapeLLM, datasets/mp100.py), used by the paper presets
@@ -313,6 +314,26 @@ class EncoderPretrainConfig:
 
 
 @dataclass
+class ProjectorPretrainConfig:
+    """Projector pre-training before fine-tuning (App. C, capellm.projector_pretrain): encoder
+    and LLM frozen, the projector alone learns to name the keypoint at given coordinates. 0 steps:
+    none (the paper's main configuration)."""
+
+    steps: int = 0
+    batch_size: int = 16
+    lr: float = 1e-3
+    task: str = "direct"            # direct | step-by-step
+
+    def __post_init__(self):
+        w = "train.projector_pretrain"
+        _enforce_types(self, w)
+        _check(self.steps >= 0, f"{w}.steps must be >= 0, got {self.steps}")
+        _check(self.batch_size >= 1, f"{w}.batch_size must be >= 1, got {self.batch_size}")
+        _check(self.lr > 0, f"{w}.lr must be > 0, got {self.lr}")
+        _check(self.task in PROJECTOR_TASKS, f"{w}.task must be one of {PROJECTOR_TASKS}, got '{self.task}'")
+
+
+@dataclass
 class TrainConfig:
     out_dir: str = "runs/capellm"   # checkpoints, logs and metrics go here
     epochs: int = 12                # Sec. 4.1
@@ -334,6 +355,7 @@ class TrainConfig:
     cpu: bool = False               # force CPU even where CUDA is available
     report_to: str = "none"         # experiment tracker: none | tensorboard | wandb | mlflow | trackio
     encoder_pretrain: EncoderPretrainConfig = field(default_factory=EncoderPretrainConfig)
+    projector_pretrain: ProjectorPretrainConfig = field(default_factory=ProjectorPretrainConfig)
 
     def __post_init__(self):
         _enforce_types(self, "train")
