@@ -305,12 +305,18 @@ class EncoderPretrainConfig:
     target: str = "names"           # names: classes shared by categories | keypoints
 
     def __post_init__(self):
-        w = "train.encoder_pretrain"
-        _enforce_types(self, w)
-        _check(self.steps >= 0, f"{w}.steps must be >= 0, got {self.steps}")
-        _check(self.batch_size >= 1, f"{w}.batch_size must be >= 1, got {self.batch_size}")
-        _check(self.lr > 0, f"{w}.lr must be > 0, got {self.lr}")
-        _check(self.target in PRETRAIN_TARGETS, f"{w}.target must be one of {PRETRAIN_TARGETS}, got '{self.target}'")
+        _check_stage(self, "train.encoder_pretrain", "target", PRETRAIN_TARGETS)
+
+
+def _check_stage(cfg, where: str, choice: str, choices: tuple[str, ...]) -> None:
+    """The checks a pre-training stage's config shares: steps, batch size, learning rate, and its
+    one choice field."""
+    _enforce_types(cfg, where)
+    _check(cfg.steps >= 0, f"{where}.steps must be >= 0, got {cfg.steps}")
+    _check(cfg.batch_size >= 1, f"{where}.batch_size must be >= 1, got {cfg.batch_size}")
+    _check(cfg.lr > 0, f"{where}.lr must be > 0, got {cfg.lr}")
+    value = getattr(cfg, choice)
+    _check(value in choices, f"{where}.{choice} must be one of {choices}, got '{value}'")
 
 
 @dataclass
@@ -325,12 +331,7 @@ class ProjectorPretrainConfig:
     task: str = "direct"            # direct | step-by-step
 
     def __post_init__(self):
-        w = "train.projector_pretrain"
-        _enforce_types(self, w)
-        _check(self.steps >= 0, f"{w}.steps must be >= 0, got {self.steps}")
-        _check(self.batch_size >= 1, f"{w}.batch_size must be >= 1, got {self.batch_size}")
-        _check(self.lr > 0, f"{w}.lr must be > 0, got {self.lr}")
-        _check(self.task in PROJECTOR_TASKS, f"{w}.task must be one of {PROJECTOR_TASKS}, got '{self.task}'")
+        _check_stage(self, "train.projector_pretrain", "task", PROJECTOR_TASKS)
 
 
 @dataclass
