@@ -23,7 +23,7 @@ import torch
 
 from capellm.data.crops import crop_instance
 from capellm.data.dataset import collate, labelled_in_crop
-from capellm.data.instructions import OBJECT_QUESTION, Segment, format_coords
+from capellm.data.instructions import OBJECT_QUESTION, Segment, format_coords, user_turn
 
 log = logging.getLogger("capellm.projector_pretrain")
 
@@ -48,8 +48,7 @@ def qa_segments(category, asked: list[int], coords: np.ndarray, unseen: list[int
             turns.append((PRESENT_QUESTION.format(keypoint=category.keypoints[kp].name), YES))
         turns.append((WHICH_QUESTION.format(coords=format_coords(x, y, decimals)), category.keypoints[kp].name))
     for r, (question, answer) in enumerate(turns):
-        sep = "" if r == 0 else fmt.turn_sep
-        segs.append(Segment("prompt", sep + fmt.user_start + question + fmt.user_end + fmt.assistant_start))
+        segs.append(user_turn(question, fmt, first=r == 0))
         segs.append(Segment("answer", fmt.answer_start + answer + fmt.answer_end))
     return segs
 

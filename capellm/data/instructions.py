@@ -244,7 +244,7 @@ def render_conversation(category: Category, kps: list[int], coords: np.ndarray |
     opened = False
     if cfg.step_by_step:
         text = "\n".join([*_opening(category, cfg), OBJECT_QUESTION])
-        segs.append(Segment("prompt", fmt.user_start + text + fmt.user_end + fmt.assistant_start))
+        segs.append(user_turn(text, fmt, first=True))
         segs.append(Segment("answer", fmt.answer_start + category.name.replace("_", " ") + fmt.answer_end))
         opened = True
     for r, kp in enumerate(kps):
@@ -257,12 +257,16 @@ def render_conversation(category: Category, kps: list[int], coords: np.ndarray |
     return segs
 
 
+def user_turn(text: str, fmt: PromptFormat, first: bool) -> Segment:
+    """A user turn and the assistant marker after it (after an answer: the turn separator first)."""
+    sep = "" if first else fmt.turn_sep
+    return Segment("prompt", sep + fmt.user_start + text + fmt.user_end + fmt.assistant_start)
+
+
 def round_segments(category: Category, kp: int, cfg: InstructionConfig, fmt: PromptFormat,
                    first: bool, rng: np.random.Generator | None = None) -> Segment:
     """The prompt segment of one round (for multi-round decoding, appended after an answer)."""
-    q = question_text(category, kp, cfg, first=first, rng=rng)
-    sep = "" if first else fmt.turn_sep
-    return Segment("prompt", sep + fmt.user_start + q + fmt.user_end + fmt.assistant_start)
+    return user_turn(question_text(category, kp, cfg, first=first, rng=rng), fmt, first)
 
 
 def instruction_corpus(categories: list[Category], cfg: InstructionConfig) -> list[str]:
