@@ -41,9 +41,11 @@ def cumulative_predict(model, crops, categories, context: int = 3, refine: float
         raise ValueError(f"refine must be in (0, 1], got {refine}")
     if by not in ("confidence", "spread"):
         raise ValueError(f"by must be 'confidence' or 'spread', got '{by}'")
-    first = model.predict_crops(crops, categories, mode="single", distribution=by == "spread")
+    was_training = model.training
+    model.eval()
+    pix = model.encode_images(torch.stack([c.pixel_values for c in crops]).to(model.device))   # once for both passes
+    first = model.predict_crops(crops, categories, mode="single", distribution=by == "spread", image_embeds=pix)
     icfg, fmt, st = model.cfg.instruction, model.fmt, model.segment_tokenizer
-    pix = model.encode_images(torch.stack([c.pixel_values for c in crops]).to(model.device))
     convs, where = [], []
     answered: list[dict[int, Answer]] = []
     for i, (cat, pred) in enumerate(zip(categories, first)):
@@ -63,6 +65,7 @@ def cumulative_predict(model, crops, categories, context: int = 3, refine: float
     got = model._decode(pix, convs, "grammar") if convs else []
     for (i, kp), a in zip(where, got):
         answered[i][kp] = a[0]
+    model.train(was_training)
     out = []
     for i, (crop, cat, pred) in enumerate(zip(crops, categories, first)):
         ans = {kp: _as_answer(pred, kp) for kp in range(cat.num_keypoints)}

@@ -238,7 +238,8 @@ class CapeLLM(nn.Module):
     @torch.no_grad()
     def predict_crops(self, crops: list[CropResult], categories: list[Category], mode: str = "single",
                       keypoints: list[list[int]] | None = None, constrained: bool = True,
-                      decoding: str | None = None, distribution: bool = False) -> list[Prediction]:
+                      decoding: str | None = None, distribution: bool = False,
+                      image_embeds: torch.Tensor | None = None) -> list[Prediction]:
         """Ask for keypoints of already-cropped instances; returns predictions in image pixels.
 
         keypoints[i]: which keypoint indices to ask for instance i (default: all).
@@ -252,6 +253,7 @@ class CapeLLM(nn.Module):
         distribution: with "grammar", each keypoint also gets the spread, expected and most
               probable position of its answer's distribution (capellm.inference.uncertainty);
               the keypoints themselves stay the decoded answers.
+        image_embeds: the crops' image tokens (`encode_images`) where the caller has them already.
         One pass of the decoding engine serves the whole batch: every image is encoded once, and
         its image tokens and common prompt prefix are prefilled once for all of its queries.
         """
@@ -262,8 +264,9 @@ class CapeLLM(nn.Module):
             mode = "single"
         was_training = self.training
         self.eval()
-        pix = torch.stack([c.pixel_values for c in crops]).to(self.device)
-        img = self.encode_images(pix)                                      # [B, N, D]
+        if image_embeds is None:
+            image_embeds = self.encode_images(torch.stack([c.pixel_values for c in crops]).to(self.device))
+        img = image_embeds                                                  # [B, N, D]
         ask = keypoints or [list(range(c.num_keypoints)) for c in categories]
         icfg = self.cfg.instruction
         first = lambda cat, kp: self.segment_tokenizer(render_conversation(cat, [kp], None, icfg, self.fmt))[0]
