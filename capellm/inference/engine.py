@@ -356,16 +356,17 @@ def _constrained_round(rows: _Rows, chunk: list[list[int]], grammar: CoordinateG
             ok = torch.where(one[:, slot.number, None], slot.ok_one.to(device), slot.ok_free.to(device))
         masked = cand.masked_fill(~ok, float("-inf"))
         pick = masked.argmax(-1)                                                  # [Q]
+        norm = torch.logsumexp(logits, -1)                                        # [Q]
         if s == 0 and grammar.nv_first is not None:                             # "not visible" wins?
             nv_logit = logits[:, grammar.nv_first]
             nv = nv_logit > masked.max(-1).values
-            nv_lp = (nv_logit - torch.logsumexp(logits, -1)).double()
+            nv_lp = (nv_logit - norm).double()
         if distribution:
             probs.append(masked.softmax(-1))
             if _enumerated(grammar, s):
                 second[s] = _next_slot_probs(rows, grammar, s, cand_ids, device)
         tok = cand_ids[pick]
-        logprob += (cand.gather(1, pick[:, None])[:, 0] - torch.logsumexp(logits, -1)).double()
+        logprob += (cand.gather(1, pick[:, None])[:, 0] - norm).double()
         if slot.has_int:
             is_one = torch.tensor([f[slot.int_at] == "1" for f in slot.fills], device=device)[pick]
             one[:, slot.number] |= is_one
