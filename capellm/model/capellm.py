@@ -89,19 +89,17 @@ class Prediction:
 def _add_distribution(pred: Prediction, crop: CropResult, ans: dict[int, Answer]) -> None:
     """Spread, expected and most probable position of each answer's distribution, in image pixels."""
     k = len(pred.names)
-    mean, mode, std = (np.full((k, 2), np.nan) for _ in range(3))
-    for i, a in ans.items():
-        if a.dist is not None and i not in pred.missing:
-            mean[i] = [d.mean for d in a.dist]
-            mode[i] = [d.mode for d in a.dist]
-            std[i] = [d.std for d in a.dist]
-    ok = ~np.isnan(mean[:, 0])
-    pred.spread, pred.mean, pred.mode = std * np.nan, mean.copy(), mode.copy()
-    if ok.any():
-        pred.mean[ok], pred.mode[ok] = crop.to_image(mean[ok]), crop.to_image(mode[ok])
-        # crop -> image is a scale and a shift per axis at inference (no rotation)
-        unit = crop.to_image(np.array([[1.0, 1.0]])) - crop.to_image(np.array([[0.0, 0.0]]))
-        pred.spread[ok] = std[ok] * np.abs(unit)
+    pred.spread, pred.mean, pred.mode = (np.full((k, 2), np.nan) for _ in range(3))
+    ok = [i for i, a in ans.items() if a.dist is not None and i not in pred.missing]
+    if not ok:
+        return
+    mean = np.array([[d.mean for d in ans[i].dist] for i in ok])           # crop units
+    mode = np.array([[d.mode for d in ans[i].dist] for i in ok])
+    std = np.array([[d.std for d in ans[i].dist] for i in ok])
+    pred.mean[ok], pred.mode[ok] = crop.to_image(mean), crop.to_image(mode)
+    # crop -> image is a scale and a shift per axis at inference (no rotation)
+    unit = crop.to_image(np.array([[1.0, 1.0]])) - crop.to_image(np.array([[0.0, 0.0]]))
+    pred.spread[ok] = std * np.abs(unit)
 
 
 def _finite(v: float) -> float | None:
