@@ -40,7 +40,7 @@ from capellm.data.instructions import instruction_corpus
 from capellm.model.capellm import CapeLLM
 from capellm.model.language_model import build_tokenizer
 from capellm.pretrain import pretrain_encoder
-from capellm.utils import atomic_write_text, seed_everything
+from capellm.utils import atomic_write_bytes, atomic_write_text, seed_everything
 
 log = logging.getLogger("capellm.train")
 
@@ -401,7 +401,7 @@ def _projector_stage(cfg: RunConfig, model, ds, accelerator) -> None:
     checkpoint) resumes without repeating it; killed during the stage, the stage runs again from
     its start (it is a pure function of the seed). Either way the global random state is then
     reset from the seed, so resumed and uninterrupted runs continue alike."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file, save
 
     from capellm.projector_pretrain import pretrain_projector
 
@@ -415,9 +415,8 @@ def _projector_stage(cfg: RunConfig, model, ds, accelerator) -> None:
                                    device=accelerator.device)
         if accelerator.is_main_process:
             saved.parent.mkdir(parents=True, exist_ok=True)
-            tmp = saved.with_suffix(".tmp")
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.projector.state_dict().items()}, str(tmp))
-            tmp.replace(saved)
+            atomic_write_bytes(saved, save({k: v.detach().cpu().contiguous()
+                                            for k, v in model.projector.state_dict().items()}))
             _log_line(cfg, {"projector_pretrain_steps": pp.steps, "task": pp.task, "loss": stats["loss"][1],
                             "seconds": stats["seconds"]})
         accelerator.wait_for_everyone()
