@@ -112,6 +112,10 @@ class _Rows:
 
     def feed(self, x: torch.Tensor, chunk_mask: torch.Tensor) -> torch.Tensor:
         """Append a chunk [R, W, D] (mask [R, W]); returns the next-token logits [R, V] (float32)."""
+        return self.head(self.feed_hidden(x, chunk_mask)[:, -1]).float()
+
+    def feed_hidden(self, x: torch.Tensor, chunk_mask: torch.Tensor) -> torch.Tensor:
+        """Append a chunk [R, W, D] (mask [R, W]); returns its hidden states [R, W, D]."""
         if self.mask is None:
             self.mask = chunk_mask
             self.count = torch.zeros(x.shape[0], dtype=torch.long, device=self.device)
@@ -120,7 +124,7 @@ class _Rows:
         pos = (self.count[:, None] + chunk_mask.cumsum(-1) - 1).clamp(min=0)
         h, self.cache = run_decoder(self.body, x, self.mask, pos, cache=self.cache, use_cache=True)
         self.count = self.count + chunk_mask.sum(-1)
-        return self.head(h[:, -1]).float()
+        return h
 
     def feed_tokens(self, lists: list[list[int]], buckets: bool = False) -> torch.Tensor:
         """Feed token lists (left-padded to one width). buckets: rows sorted by length may be
@@ -266,29 +270,8 @@ def _decode(llm, image_embeds, conversations, grammar, end_ids, pad_id, tokenize
             distribution=False):
     device = image_embeds.device
     rows = _Rows(llm, pad_id, device)
-    dtype = rows.emb.weight.dtype
-    n_img = image_embeds.shape[1]
-
     # 1. image tokens + each instance's common prompt prefix, once per instance
-    images = sorted({c.image for c in conversations})
-    slot_of = {b: i for i, b in enumerate(images)}
-    prefix = {}
-    for b in images:
-        firsts = [c.rounds[0] for c in conversations if c.image == b]
-        # keep >= 1 token per query for its own chunk, whose last column gives its first logits
-        prefix[b] = max(0, min(_common_prefix(firsts), min(len(f) for f in firsts) - 1))
-    text, text_mask = rows.embed([conversations[next(i for i, c in enumerate(conversations) if c.image == b)]
-                                  .rounds[0][:prefix[b]] for b in images])       # [B, L, D]
-    width = text.shape[1]
-    x = torch.zeros(len(images), n_img + width, text.shape[-1], dtype=dtype, device=device)
-    mask = torch.zeros(len(images), n_img + width, dtype=torch.long, device=device)
-    for i, b in enumerate(images):
-        pad = width - prefix[b]
-        x[i, :pad] = text[i, :pad]                                                 # pad embeddings
-        x[i, pad:pad + n_img] = image_embeds[b].to(dtype)                          # [pad][image][prefix]
-        x[i, pad + n_img:] = text[i, pad:]
-        mask[i, pad:] = 1
-    rows.feed(x, mask)
+    prefix, slot_of = _prefill_shared(rows, image_embeds, conversations, rows.emb.weight.dtype)
 
     # 2. one row per conversation, sharing its instance's cache; rows ordered by the length of
     #    their own first chunk, so that it can be prefilled in buckets of similar lengths
@@ -314,6 +297,61 @@ def _decode(llm, image_embeds, conversations, grammar, end_ids, pad_id, tokenize
             answers[ci].append(a)
             pending[ci] = c
     return answers
+
+
+@torch.no_grad()
+def hidden_at_token(llm: nn.Module, image_embeds: torch.Tensor, conversations: list[Conversation], *,
+                    token_id: int, pad_id: int, embed) -> list[torch.Tensor]:
+    """The LLM's hidden states at every `token_id` of each conversation, in one prefill and no
+    decoding step: conversations whose answers are given (the <KEYPOINT> answer, App. B.2) are
+    fed whole (`rounds[0]` holds all of it). The image tokens and each instance's common prefix
+    are prefilled once, as for decoding, and each conversation's rest on its copy of that cache.
+    embed: token ids [R, W] -> input embeddings (the model's, which embed `token_id` itself).
+    Returns one [n_i, D] tensor per conversation."""
+    if not conversations:
+        return []
+    device = image_embeds.device
+    with decoding_attention(llm, device):
+        rows = _Rows(llm, pad_id, device)
+        rows.emb = embed
+        prefix, slot_of = _prefill_shared(rows, image_embeds, conversations, llm.get_input_embeddings().weight.dtype,
+                                          stop_at=token_id)
+        rest = [c.rounds[0][prefix[c.image]:] for c in conversations]
+        rows.select(torch.tensor([slot_of[c.image] for c in conversations], device=device))
+        h = rows.feed_hidden(*rows.embed(rest))                                    # [R, W, D], left-padded
+    width = h.shape[1]
+    return [h[i, width - len(t):][torch.tensor(t, device=device) == token_id] for i, t in enumerate(rest)]
+
+
+def _prefill_shared(rows: _Rows, image_embeds: torch.Tensor, conversations: list[Conversation],
+                    dtype: torch.dtype, stop_at: int | None = None) -> tuple[dict[int, int], dict[int, int]]:
+    """Feed each instance's image tokens and the common token prefix of its conversations' first
+    chunks, one row per instance; the prefix ends before the first `stop_at` token, whose hidden
+    state the caller wants. Returns (prefix length per image, row of each image)."""
+    device = image_embeds.device
+    n_img = image_embeds.shape[1]
+    images = sorted({c.image for c in conversations})
+    slot_of = {b: i for i, b in enumerate(images)}
+    prefix = {}
+    for b in images:
+        firsts = [c.rounds[0] for c in conversations if c.image == b]
+        # keep >= 1 token per query for its own chunk, whose last column gives its first logits
+        prefix[b] = max(0, min(_common_prefix(firsts), min(len(f) for f in firsts) - 1))
+        if stop_at is not None:
+            prefix[b] = min([prefix[b]] + [f.index(stop_at) for f in firsts if stop_at in f])
+    text, text_mask = rows.embed([conversations[next(i for i, c in enumerate(conversations) if c.image == b)]
+                                  .rounds[0][:prefix[b]] for b in images])       # [B, L, D]
+    width = text.shape[1]
+    x = torch.zeros(len(images), n_img + width, text.shape[-1], dtype=dtype, device=device)
+    mask = torch.zeros(len(images), n_img + width, dtype=torch.long, device=device)
+    for i, b in enumerate(images):
+        pad = width - prefix[b]
+        x[i, :pad] = text[i, :pad]                                                 # pad embeddings
+        x[i, pad:pad + n_img] = image_embeds[b].to(dtype)                          # [pad][image][prefix]
+        x[i, pad + n_img:] = text[i, pad:]
+        mask[i, pad:] = 1
+    rows.feed_hidden(x, mask)
+    return prefix, slot_of
 
 
 def _columns_needed(conversations: list[Conversation], pending: list[list[int]],
