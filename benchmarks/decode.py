@@ -15,6 +15,10 @@ capellm's engine, side by side in one process on the same model and the same inp
                once per instance, coordinate grammar, fixed tokens fed without decoding steps. Run
                at one instance per call (the same granularity as (b)) and at all instances in one
                call; single-keypoint prompts (as (a) and (b)) and multi-round (k per conversation).
+(d) <KEYPOINT> The paper's appendix variant (App. B.2): the same base weights answering with a
+               <KEYPOINT> token whose hidden state a small decoder (random here) maps to (x, y):
+               one forward pass per conversation, no decoding steps. Its answers are positions by
+               construction; the row measures speed only.
 
 CPU (default): the real SmolLM2-135M-Instruct weights (preset `smollm2`, GGUF de-quantised to fp32)
 with a DINOv2-S/14-shaped random encoder at 224 px (256 image tokens).
@@ -65,11 +69,16 @@ DINOV2_L14_SHAPE = {"model_type": "dinov2", "hidden_size": 1024, "num_hidden_lay
 # ---------------------------------------------------------------------------------------------
 
 
-def build_model(gpu: bool) -> CapeLLM:
+def build_model(gpu: bool, answer: str = "text") -> CapeLLM:
+    """answer "keypoint_token": the same base weights, answering with a <KEYPOINT> token read by
+    a (random) decoder (App. B.2): one forward pass per conversation instead of decoding."""
+    from dataclasses import replace
+
     from capellm.config import preset
     from capellm.model.language_model import build_tokenizer
 
     cfg = preset("smollm2").model
+    cfg.instruction = replace(cfg.instruction, answer=answer)
     # inference only: no LoRA wrappers around the base weights
     cfg.vision.mode = cfg.llm.mode = "frozen"
     if not gpu:
@@ -340,7 +349,8 @@ def main(argv=None) -> int:
     p.add_argument("--reference-instances", type=int, default=None,
                    help="instances for (a) (default: all on CPU, 1 on GPU); keypoints/s is per keypoint")
     p.add_argument("--big-batch", type=int, default=32, help="--gpu: instances per engine call for throughput")
-    p.add_argument("--skip", default="", help="comma list of methods to skip: reference,hf-batch,multi")
+    p.add_argument("--skip", default="", help="comma list of methods to skip: reference,hf-batch,multi,"
+                                               "keypoint-token")
     p.add_argument("--ablations", action="store_true",
                    help="also time the engine without its CPU grouped-query attention kernel path")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
@@ -428,6 +438,14 @@ def main(argv=None) -> int:
         bf16.set_inference_dtype("bfloat16")
         engine(bf16, crops[:1], category, 1)                                          # warm-up
         per_instance += [("(c) engine, batch 1, bf16", lambda c: engine(bf16, c, category, 1), n)]
+    kp_model = None
+    if "keypoint-token" not in skip:
+        # (d): the <KEYPOINT> answer (App. B.2): no decoding steps, one forward pass per conversation
+        kp_model = build_model(args.gpu, answer="keypoint_token")
+        engine(kp_model, crops[:1], category, 1)                                      # warm-up
+        per_instance += [("(d) <KEYPOINT>, batch 1", lambda c: engine(kp_model, c, category, 1), n)]
+        per_instance += [(f"(d) <KEYPOINT> multi k={model.cfg.instruction.k}, b 1",
+                          lambda c: engine(kp_model, c, category, 1, mode="multi"), n)] * ("multi" not in skip)
     spent = {name: [0.0, []] for name, _, _ in per_instance}
     for i in range(n):
         for name, fn, upto in per_instance:
@@ -444,6 +462,9 @@ def main(argv=None) -> int:
         record(f"(c) engine, batch {n}, bf16", n, s, texts16)
         same = sum(a == b for a, b in zip(texts, texts16))
         print(f"  bf16 answers identical to float32: {same}/{len(texts)} ({100 * same / len(texts):.1f} %)")
+    if kp_model is not None:
+        s, texts = timed(lambda: engine(kp_model, crops, category, n), device, repeat=args.repeat)
+        record(f"(d) <KEYPOINT>, batch {n}", n, s, texts)
     if args.gpu:
         big = make_crops(model, category, args.big_batch, seed=1)
         engine(model, big, category, args.big_batch)
@@ -464,7 +485,7 @@ def main(argv=None) -> int:
         if base not in by:
             continue
         for r in rows:
-            if r["method"].startswith("(c)"):
+            if r["method"].startswith(("(c)", "(d)")):
                 print(f"  {r['method']:<28} / {base:<14} = {r['keypoints_per_s'] / by[base]['keypoints_per_s']:6.2f}x")
     if "(a) reference" in by and "(b) hf-batch" in by:
         print(f"  {'(b) hf-batch':<28} / {'(a) reference':<14} = "

@@ -15,6 +15,8 @@
   (`CONVERSATION_OUTLINE`), and both.
 - `step-by-step` (App. B.1, Figure 5): the conversation first asks what the object is, answered
   with the category's name, then the keypoints.
+- `keypoint-token` (App. B.2, Table 8): every keypoint answered by one <KEYPOINT> token whose
+  hidden state a small decoder maps to (x, y), against text answers; base and step-by-step.
 - `projector` (App. C): 600 steps of projector pre-training (encoder and LLM frozen; given
   coordinates, name the keypoint there) before the training, direct or step-by-step.
 - `pretrained-llm` (the paper's claim behind Table 3): descriptions with a PRETRAINED LLM, the
@@ -80,6 +82,14 @@ STUDIES["step-by-step"] = [
     ("base", {}, {}),
     ("step by step", {"step_by_step": True}, {}),
 ]
+# The <KEYPOINT> answer (App. B.2, Table 8): coordinates as text against one special token read by a
+# small decoder, with the base and the step-by-step instruction.
+STUDIES["keypoint-token"] = [
+    ("text answer", {}, {}),                                        # the demo's
+    ("<KEYPOINT> + decoder", {"answer": "keypoint_token"}, {}),
+    ("step by step, text answer", {"step_by_step": True}, {}),
+    ("step by step, <KEYPOINT> + decoder", {"step_by_step": True, "answer": "keypoint_token"}, {}),
+]
 # Projector pre-training (App. C) before the demo's training: none, direct QA, step-by-step QA.
 STUDIES["projector"] = [
     ("no projector pre-training", {}, {}),
@@ -121,7 +131,7 @@ def variant_config(data: str, out: str, split: int, steps: int | None, pretrain_
     from capellm.config import merge
     from capellm.demo import demo_config
 
-    slug = name.replace(" ", "").replace("+", "_").replace("=", "").replace(",", "_")
+    slug = name.replace(" ", "").replace("+", "_").replace("=", "").replace(",", "_").replace("<", "").replace(">", "")
     cfg = demo_config(data, str(Path(out) / slug), split, "demo", steps, seed)
     k_demo = cfg.model.instruction.k
     if overrides:

@@ -113,7 +113,8 @@ def evaluate(model: CapeLLM, dataset: KeypointDataset, categories: dict[int, Cat
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     mine = list(range(rank, len(instances), world))
     t0 = time.time()
-    names = decodings(cfg)
+    # a <KEYPOINT> model has no text to decode: its decoder gives the positions
+    names = ["keypoint_token"] if model.keypoint_head is not None else decodings(cfg)
     preds = predict_instances(model, [instances[i] for i in mine], categories, cfg.batch_size, cfg.mode,
                               progress and rank == 0, tuple(names))
     labels = category_labels(dataset, categories)
@@ -282,7 +283,8 @@ def evaluate_pairs(model: CapeLLM, dataset: KeypointDataset, categories: dict[in
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     mine = queries[rank::world]
     t0 = time.time()
-    names = decodings(cfg)
+    # a <KEYPOINT> model has no text to decode: its decoder gives the positions
+    names = ["keypoint_token"] if model.keypoint_head is not None else decodings(cfg)
     preds = predict_instances(model, [dataset.instances[i] for i in mine], categories, cfg.batch_size, cfg.mode,
                               progress and rank == 0, tuple(names))
     labels = category_labels(dataset, categories)

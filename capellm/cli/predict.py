@@ -107,6 +107,9 @@ def main(argv=None) -> int:
         return 2
 
     model = CapeLLM.from_pretrained(args.checkpoint, device=pick_device(args.device), dtype=args.dtype)
+    if args.spread and model.keypoint_head is not None:
+        print(f"{PROG}: note: --spread: {args.checkpoint} answers with <KEYPOINT> tokens, whose decoder gives a "
+              f"position and no distribution", file=sys.stderr)
     results, errors = [], []
     for path in paths:
         try:

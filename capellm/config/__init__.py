@@ -21,6 +21,7 @@ from capellm.config.flags import (
 from capellm.config.paths import model_root, portable_path, resolve_model_path
 from capellm.config.presets import PRESETS, preset, register
 from capellm.config.schema import (
+                                  ANSWER_KINDS,
                                   DECODINGS,
                                   MODES,
                                   OFFICIAL_QUESTION,
@@ -31,6 +32,7 @@ from capellm.config.schema import (
                                   EncoderPretrainConfig,
                                   EvalConfig,
                                   InstructionConfig,
+                                  KeypointDecoderConfig,
                                   LLMConfig,
                                   LoRAConfig,
                                   ModelConfig,
@@ -42,8 +44,8 @@ from capellm.config.schema import (
 )
 
 __all__ = [
-    "ALIASES", "DECODINGS", "MODES", "OFFICIAL_QUESTION", "PRESETS", "PRETRAIN_TARGETS", "ConfigError",
-    "CropConfig", "DataConfig", "EncoderPretrainConfig", "EvalConfig", "InstructionConfig", "LLMConfig",
+    "ALIASES", "ANSWER_KINDS", "DECODINGS", "MODES", "OFFICIAL_QUESTION", "PRESETS", "PRETRAIN_TARGETS", "ConfigError",
+    "CropConfig", "DataConfig", "EncoderPretrainConfig", "EvalConfig", "InstructionConfig", "KeypointDecoderConfig", "LLMConfig",
     "LoRAConfig", "ModelConfig", "ProjectorConfig", "ProjectorPretrainConfig", "RunConfig", "TrainConfig", "VisionConfig",
     "add_arguments", "apply_arguments", "from_dict", "leaf_fields", "load_yaml_config", "merge",
     "model_root", "parse_overrides", "portable_path", "preset", "register", "resolve_model_path", "to_dict"]

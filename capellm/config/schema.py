@@ -28,6 +28,7 @@ from capellm.errors import CapellmError
 MODES = ("frozen", "lora", "full")          # trainability of a component (Table 6)
 PRETRAIN_TARGETS = ("names", "keypoints")   # classes of the encoder pre-training (capellm.pretrain)
 PROJECTOR_TASKS = ("direct", "step-by-step")  # questions of the projector pre-training (App. C)
+ANSWER_KINDS = ("text", "keypoint_token")  # how a keypoint is answered (App. B.2, Table 8)
 DECODINGS = ("grammar", "official", "both")  # how evaluation decodes answers (capellm.evaluate)
 REPORTERS = ("none", "tensorboard", "wandb", "mlflow", "trackio")   # accelerate's experiment trackers
 # the authors' question (github.com/Junhojuno/CapeLLM, datasets/mp100.py), used by the paper presets
@@ -236,9 +237,18 @@ class InstructionConfig:
     # beyond the paper: the chance that a training round asks for a keypoint that is unlabelled or
     # outside the crop, answered with NOT_VISIBLE (capellm.data.instructions); 0: never (paper)
     not_visible_rate: float = 0.0
+    # how a keypoint is answered: "text" (the paper: "[x,y]" as tokens) or "keypoint_token" (App.
+    # B.2, Table 8: the answer is one <KEYPOINT> token, and a small decoder reads (x, y) off the
+    # LLM's hidden state there; model.keypoint_decoder)
+    answer: str = "text"
 
     def __post_init__(self):
         _enforce_types(self, "model.instruction")
+        _check(self.answer in ANSWER_KINDS,
+               f"model.instruction.answer must be one of {list(ANSWER_KINDS)}, got '{self.answer}'")
+        _check(self.answer == "text" or self.not_visible_rate == 0.0,
+               "model.instruction.not_visible_rate needs answer 'text' (a <KEYPOINT> answer cannot say "
+               "'not visible')")
         _check(0.0 <= self.not_visible_rate < 1.0,
                f"model.instruction.not_visible_rate must be in [0, 1), got {self.not_visible_rate}")
         try:
@@ -259,12 +269,29 @@ class InstructionConfig:
 
 
 @dataclass
+class KeypointDecoderConfig:
+    """The decoder of `instruction.answer: keypoint_token` (capellm.model.keypoint_head): an MLP
+    from the LLM's hidden state at a <KEYPOINT> token to (x, y) in the crop, trained from scratch."""
+
+    hidden_size: int = 256
+    num_layers: int = 2             # hidden layers (GELU); then a linear map to (x, y) and a sigmoid
+    loss: str = "l1"                # l1 | mse, on coordinates normalised to the crop
+
+    def __post_init__(self):
+        _enforce_types(self, "model.keypoint_decoder")
+        _check(self.hidden_size >= 1, f"model.keypoint_decoder.hidden_size must be >= 1, got {self.hidden_size}")
+        _check(self.num_layers >= 0, f"model.keypoint_decoder.num_layers must be >= 0, got {self.num_layers}")
+        _check(self.loss in ("l1", "mse"), f"model.keypoint_decoder.loss must be 'l1' or 'mse', got '{self.loss}'")
+
+
+@dataclass
 class ModelConfig:
     vision: VisionConfig = field(default_factory=VisionConfig)
     projector: ProjectorConfig = field(default_factory=ProjectorConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     crop: CropConfig = field(default_factory=CropConfig)
     instruction: InstructionConfig = field(default_factory=InstructionConfig)
+    keypoint_decoder: KeypointDecoderConfig = field(default_factory=KeypointDecoderConfig)
     max_new_tokens: int = 16        # decoding budget per answer ("[0.123,0.456]" + end marker)
 
     def __post_init__(self):

@@ -156,7 +156,10 @@ class InstructionDataset(torch.utils.data.Dataset):
         words = np.random.default_rng([self.seed, self.epoch, i, 0x5157])      # question wording
         segs = render_conversation(cat, ask, coords, self.instruction, self.fmt, rng=words)
         ids, labels = self.segment_tokenizer(segs)
-        return {"pixel_values": crop.pixel_values, "input_ids": ids, "labels": labels}
+        item = {"pixel_values": crop.pixel_values, "input_ids": ids, "labels": labels}
+        if self.instruction.answer == "keypoint_token":   # the <KEYPOINT> rounds' coordinates, in order
+            item["keypoint_targets"] = torch.as_tensor(coords, dtype=torch.float32).reshape(-1, 2)
+        return item
 
 
 def not_visible_rounds(ask: list[int], coords: np.ndarray, unseen: np.ndarray, rate: float,
@@ -174,7 +177,8 @@ def not_visible_rounds(ask: list[int], coords: np.ndarray, unseen: np.ndarray, r
 
 
 def collate(items: list[dict], pad_id: int) -> dict:
-    """Right-pad text; the image tokens that precede it all have the same length."""
+    """Right-pad text; the image tokens that precede it all have the same length. <KEYPOINT>
+    answers' coordinates are concatenated over the batch ([M, 2], in the tokens' order)."""
     t = max(len(x["input_ids"]) for x in items)
     b = len(items)
     ids = torch.full((b, t), pad_id, dtype=torch.long)
@@ -185,5 +189,8 @@ def collate(items: list[dict], pad_id: int) -> dict:
         ids[i, :n] = torch.tensor(x["input_ids"])
         labels[i, :n] = torch.tensor(x["labels"])
         mask[i, :n] = 1
-    return {"pixel_values": torch.stack([x["pixel_values"] for x in items]), "input_ids": ids,
-            "attention_mask": mask, "labels": labels}
+    batch = {"pixel_values": torch.stack([x["pixel_values"] for x in items]), "input_ids": ids,
+             "attention_mask": mask, "labels": labels}
+    if "keypoint_targets" in items[0]:
+        batch["keypoint_targets"] = torch.cat([x["keypoint_targets"] for x in items])
+    return batch

@@ -71,6 +71,9 @@ OBJECT_QUESTION = "What is the object in this image?"     # the step-by-step ins
 # The answer for a keypoint that is not in the picture (models trained with
 # instruction.not_visible_rate > 0): fixed text, starting like a coordinate answer.
 NOT_VISIBLE = "[none]"
+# the answer of every keypoint round under `instruction.answer: keypoint_token` (App. B.2): one
+# special token, whose hidden state a decoder reads (x, y) from (capellm.model.keypoint_head)
+KEYPOINT_TOKEN = "<KEYPOINT>"
 
 
 class ParseError(ValueError):
@@ -194,8 +197,8 @@ def plan_groups(labelled: np.ndarray, k: int, rng: np.random.Generator) -> list[
 
 @dataclass(frozen=True)
 class Segment:
-    role: str   # "prompt" (no loss) or "answer" (loss)
-    text: str
+    role: str   # "prompt" (no loss), "answer" (next-token loss) or "keypoint" (a <KEYPOINT> answer:
+    text: str   # no next-token loss, its coordinates carry the loss)
 
 
 def _object_words(category: Category, cfg: InstructionConfig) -> str:
@@ -236,7 +239,8 @@ def render_conversation(category: Category, kps: list[int], coords: np.ndarray |
 
     coords: float [len(kps), 2] normalised answers, or None to render only up to (and including)
     the assistant marker of the first keypoint's round, i.e. the prompt for decoding one keypoint.
-    A NaN row is answered `NOT_VISIBLE`. With cfg.step_by_step the conversation first asks what
+    A NaN row is answered `NOT_VISIBLE`. With cfg.answer "keypoint_token" every round is answered
+    `KEYPOINT_TOKEN` (a "keypoint" segment; coords give only the number of rounds). With cfg.step_by_step the conversation first asks what
     the object is, answered with the category's name (given at inference: the user names it).
     rng: training draws the question wording per round (cfg.questions); None asks `question`.
     """
@@ -251,6 +255,9 @@ def render_conversation(category: Category, kps: list[int], coords: np.ndarray |
         segs.append(round_segments(category, kp, cfg, fmt, first=(r == 0 and not opened), rng=rng))
         if coords is None:
             break
+        if cfg.answer == "keypoint_token":
+            segs.append(Segment("keypoint", fmt.answer_start + KEYPOINT_TOKEN + fmt.answer_end))
+            continue
         x, y = coords[r]
         text = NOT_VISIBLE if np.isnan(x) or np.isnan(y) else format_coords(x, y, cfg.decimals)
         segs.append(Segment("answer", fmt.answer_start + text + fmt.answer_end))

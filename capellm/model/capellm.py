@@ -40,9 +40,11 @@ from capellm.data.categories import Category
 from capellm.data.crops import CropResult, clip_box, read_crop
 from capellm.data.images import ImageSource
 from capellm.data.instructions import (IGNORE_INDEX, NOT_VISIBLE, ParseError, PromptFormat, SegmentTokenizer,
-                                       parse_coords, parse_official, render_conversation, round_segments)
-from capellm.inference import Answer, Conversation, CoordinateGrammar, decode
+                                       format_coords, parse_coords, parse_official, render_conversation,
+                                       round_segments)
+from capellm.inference import Answer, Conversation, CoordinateGrammar, decode, hidden_at_token
 from capellm.inference.decoder import decoder_body, run_decoder
+from capellm.model.keypoint_head import KeypointHead, add_keypoint_token, coordinate_loss, embed_with_keypoint_token
 from capellm.model.language_model import build_language_model, build_tokenizer, ensure_pad_token
 from capellm.model.lora import ADAPTER, apply_lora, lora_modules
 from capellm.model.projector import Projector
@@ -117,9 +119,18 @@ class CapeLLM(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.tokenizer = tokenizer if tokenizer is not None else build_tokenizer(cfg.llm)
+        # <KEYPOINT> answers (App. B.2): the token joins the vocabulary before a random LLM is sized
+        self.keypoint_token_id = (add_keypoint_token(self.tokenizer) if cfg.instruction.answer == "keypoint_token"
+                                  else None)
         self.vision = VisionEncoder(build_vision_backbone(cfg.vision), cfg.vision.features)
-        self.llm = build_language_model(cfg.llm, len(self.tokenizer))
-        self.projector = Projector(self.vision.hidden_size, self.llm.get_input_embeddings().embedding_dim)
+        # the LLM's vocabulary need not hold <KEYPOINT>: its embedding is the head's own
+        self.llm = build_language_model(cfg.llm, len(self.tokenizer) - (self.keypoint_token_id is not None))
+        dim = self.llm.get_input_embeddings().embedding_dim
+        self.projector = Projector(self.vision.hidden_size, dim)
+        self.keypoint_head = None
+        if self.keypoint_token_id is not None:
+            std = float(self.llm.get_input_embeddings().weight.detach().float().std())
+            self.keypoint_head = KeypointHead(dim, cfg.keypoint_decoder, embedding_std=std)
         self.fmt = PromptFormat.preset(cfg.llm.prompt_format, self.tokenizer)
         self.segment_tokenizer = SegmentTokenizer(self.tokenizer)
         self._apply_modes()
@@ -138,14 +149,19 @@ class CapeLLM(nn.Module):
             if name.endswith("mask_token"):
                 p.requires_grad_(False)
         _set_trainable(self.projector, self.cfg.projector.mode == "full")
+        if self.keypoint_head is not None:
+            _set_trainable(self.keypoint_head, True)
         if self.cfg.llm.gradient_checkpointing:
             self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
         """One optimiser group per component, each with its own learning rate."""
         groups = []
-        for module, scale in ((self.vision, self.cfg.vision.lr_scale), (self.projector, self.cfg.projector.lr_scale),
-                              (self.llm, self.cfg.llm.lr_scale)):
+        parts = [(self.vision, self.cfg.vision.lr_scale), (self.projector, self.cfg.projector.lr_scale),
+                 (self.llm, self.cfg.llm.lr_scale)]
+        if self.keypoint_head is not None:
+            parts.append((self.keypoint_head, 1.0))
+        for module, scale in parts:
             params = [p for p in module.parameters() if p.requires_grad]
             if params:
                 groups.append({"params": params, "lr": lr * scale, "weight_decay": weight_decay})
@@ -168,11 +184,21 @@ class CapeLLM(nn.Module):
             img = torch.cat([emb.expand(img.shape[0], -1, -1), img], dim=1)  # [B, P + N, D]
         return img
 
+    def embed_text(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Token ids [B, T] -> input embeddings [B, T, D] (a <KEYPOINT> token gets its own)."""
+        if self.keypoint_head is None:
+            return self.llm.get_input_embeddings()(input_ids)
+        return embed_with_keypoint_token(self.llm.get_input_embeddings(), input_ids, self.keypoint_token_id,
+                                         self.keypoint_head.token_embedding, self.tokenizer.pad_token_id)
+
     def forward(self, batch: dict) -> dict:
         """batch: pixel_values [B,3,S,S], input_ids [B,T], attention_mask [B,T], labels [B,T]
-        (text padded on the right). Returns {"loss", "n_tokens", "token_accuracy"}."""
+        (text padded on the right); with <KEYPOINT> answers also keypoint_targets [M, 2].
+        Returns {"loss", "n_tokens", "token_accuracy"}; with <KEYPOINT> answers n_tokens counts
+        the keypoints, token_accuracy is the share of them within 0.05 of the crop on both axes,
+        and "keypoints" [M, 2] holds the decoder's positions (crop units, in the tokens' order)."""
         img = self.encode_images(batch["pixel_values"])                    # [B, N, D]
-        emb = self.llm.get_input_embeddings()(batch["input_ids"])          # [B, T, D]
+        emb = self.embed_text(batch["input_ids"])                          # [B, T, D]
         b, n = img.shape[:2]
         x = torch.cat([img.to(emb.dtype), emb], dim=1)                     # [B, N+T, D] (Eq. 3)
         mask = torch.cat([torch.ones(b, n, dtype=batch["attention_mask"].dtype, device=x.device),
@@ -183,12 +209,29 @@ class CapeLLM(nn.Module):
         h_text = h[:, n - 1:-1]                                            # [B, T, D]
         labels = batch["labels"]
         sel = labels != IGNORE_INDEX                                       # [B, T]
+        if self.keypoint_head is not None:
+            return self._keypoint_loss(h[:, n:], batch, h_text, sel)
         logits = self.llm.get_output_embeddings()(h_text[sel]).float()     # [M, V], M answer tokens
         target = labels[sel]
         loss = F.cross_entropy(logits, target)
         with torch.no_grad():
             acc = (logits.argmax(-1) == target).float().mean()
         return {"loss": loss, "n_tokens": int(target.numel()), "token_accuracy": acc}
+
+    def _keypoint_loss(self, h: torch.Tensor, batch: dict, h_prev: torch.Tensor, sel: torch.Tensor) -> dict:
+        """<KEYPOINT> answers: the coordinate loss of the decoder on the hidden state AT each
+        <KEYPOINT> token ([B, T, D] h), plus the next-token loss of any text answer (sel)."""
+        pred = self.keypoint_head(h[batch["input_ids"] == self.keypoint_token_id])     # [M, 2]
+        target = batch["keypoint_targets"].to(pred.device)
+        if pred.shape != target.shape:
+            raise ValueError(f"{pred.shape[0]} <KEYPOINT> tokens in the batch but {target.shape[0]} targets")
+        loss = coordinate_loss(pred, target, self.cfg.keypoint_decoder.loss)
+        if sel.any():
+            logits = self.llm.get_output_embeddings()(h_prev[sel]).float()
+            loss = loss + F.cross_entropy(logits, batch["labels"][sel])
+        with torch.no_grad():
+            acc = ((pred - target).abs().amax(-1) <= 0.05).float().mean()
+        return {"loss": loss, "n_tokens": int(target.shape[0]), "token_accuracy": acc, "keypoints": pred.detach()}
 
     # ------------------------------------------------------------------ inference
     def end_ids(self) -> list[int]:
@@ -267,6 +310,10 @@ class CapeLLM(nn.Module):
         img = image_embeds                                                  # [B, N, D]
         ask = keypoints or [list(range(c.num_keypoints)) for c in categories]
         icfg = self.cfg.instruction
+        if self.keypoint_head is not None:
+            preds = self._predict_keypoint_tokens(img, crops, categories, ask, mode)
+            self.train(was_training)
+            return preds
         first = lambda cat, kp: self.segment_tokenizer(render_conversation(cat, [kp], None, icfg, self.fmt))[0]
         convs, where = [], []
         for i, (cat, kps) in enumerate(zip(categories, ask)):
@@ -290,11 +337,49 @@ class CapeLLM(nn.Module):
         parse = parse_official if decoding == "official" else parse_coords
         return [self._to_prediction(c, cat, ans, parse) for c, cat, ans in zip(crops, categories, answers)]
 
-    def _check_length(self, cat: Category, group: list[int], prompt_tokens: int) -> None:
+    def _predict_keypoint_tokens(self, img: torch.Tensor, crops: list[CropResult], categories: list[Category],
+                                 ask: list[list[int]], mode: str) -> list[Prediction]:
+        """<KEYPOINT> answers: each conversation (one keypoint, or k of them in "multi" mode) is
+        rendered whole, every round answered by the token, and prefilled in one pass of the
+        engine (image and shared prefix once per instance); the decoder reads each keypoint off
+        the hidden state at its token. No decoding steps and no answer distribution; confidence
+        is NaN (the decoder gives a position, not a probability)."""
+        icfg = self.cfg.instruction
+        convs, where = [], []
+        for i, (cat, kps) in enumerate(zip(categories, ask)):
+            groups = ([[kp] for kp in kps] if mode == "single"
+                      else [kps[j:j + icfg.k] for j in range(0, len(kps), icfg.k)])
+            for group in groups:
+                ids = self.segment_tokenizer(render_conversation(cat, group, np.zeros((len(group), 2)), icfg,
+                                                                 self.fmt))[0]
+                self._check_length(cat, group, img.shape[1] + len(ids), answers_included=True)
+                convs.append(Conversation(i, [ids]))
+                where.append((i, group))
+        hidden = hidden_at_token(self.llm, img, convs, token_id=self.keypoint_token_id,
+                                 pad_id=self.tokenizer.pad_token_id, embed=self.embed_text)
+        norm = [np.full((c.num_keypoints, 2), np.nan) for c in categories]
+        if hidden:
+            xy = self.keypoint_head(torch.cat(hidden)).float().cpu().numpy()
+            at = 0
+            for i, group in where:
+                norm[i][group] = xy[at:at + len(group)]
+                at += len(group)
+        preds = []
+        for crop, cat, n, kps in zip(crops, categories, norm, ask):
+            missing = {j: "not asked" for j in range(cat.num_keypoints) if j not in set(kps)}
+            ok = ~np.isnan(n[:, 0])
+            pts = np.full_like(n, np.nan)
+            if ok.any():
+                pts[ok] = crop.to_image(n[ok])
+            texts = [format_coords(x, y, icfg.decimals) if ok[j] else "" for j, (x, y) in enumerate(n)]
+            preds.append(Prediction(cat.keypoint_names, pts, np.full(cat.num_keypoints, np.nan), texts, missing))
+        return preds
+
+    def _check_length(self, cat: Category, group: list[int], prompt_tokens: int, answers_included: bool = False) -> None:
         """A conversation must fit the LLM's positions, answers included: a 50,000-character
         description would otherwise be decoded without a word and answer [0,0]."""
         limit = getattr(self.llm.config, "max_position_embeddings", None)
-        need = prompt_tokens + len(group) * self.cfg.max_new_tokens
+        need = prompt_tokens + (0 if answers_included else len(group) * self.cfg.max_new_tokens)
         if limit and need > limit:
             from capellm.errors import CapellmError
 
@@ -356,6 +441,8 @@ class CapeLLM(nn.Module):
             elif ccfg.mode == "lora":
                 out.append((prefix, module, "lora"))
         out.append(("projector.", self.projector, "all"))
+        if self.keypoint_head is not None:
+            out.append(("keypoint_head.", self.keypoint_head, "all"))
         return out
 
     def _trained(self):
