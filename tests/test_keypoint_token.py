@@ -180,3 +180,23 @@ def test_the_app_runs_a_keypoint_token_model(kp_run, tmp_path):
     picture, rows, status = run(model, str(image), "", "top: the top corner\nleft: the left corner", "", {})
     assert picture is not None and len(rows) == 2 and "2 of 2 keypoints" in status
     assert all(r[1] is not None and r[3] is None and r[4] is None for r in rows)   # no confidence, no spread
+
+
+def test_text_decoding_and_cumulative_inference_refuse_a_keypoint_token_model(kp_run, tiny_data):
+    from capellm.data.coco import load_keypoint_dataset
+    from capellm.data.crops import crop_instance
+    from capellm.data.dataset import categories_for
+    from capellm.data.images import load_image
+    from capellm.inference.cumulative import cumulative_predict
+    from capellm.model.capellm import CapeLLM
+
+    _, ckpt = kp_run
+    model = CapeLLM.from_pretrained(ckpt)
+    ds = load_keypoint_dataset(tiny_data["ann"], tiny_data["images"])
+    cats = categories_for(ds, str(tiny_data["categories"]))
+    x = ds.instances[0]
+    crop = crop_instance(load_image(x.image_path), x.bbox, x.keypoints, x.visible, model.cfg.crop)
+    with pytest.raises(ValueError, match="no text answers to decode"):
+        cumulative_predict(model, [crop], [cats[x.category_id]])
+    with pytest.raises(ValueError, match="no text answers to decode"):
+        model.answer(model.encode_images(crop.pixel_values[None]), [0], [[1, 2, 3]])

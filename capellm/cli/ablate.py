@@ -1,6 +1,8 @@
-"""`capellm ablate`: the paper's ablations (Tables 3, 4, 6 and Figure 4) on the synthetic benchmark.
+"""`capellm ablate`: the paper's ablations (Tables 3, 4, 6, Figure 4 and the appendix's) on the
+synthetic benchmark.
 
-    capellm ablate [--study instruction|rounds|encoder|backbone|names|pretrained-llm|all] [--steps N]
+    capellm ablate [--study instruction|rounds|encoder|backbone|names|questions|step-by-step|
+                    projector|keypoint-token|pretrained-llm|all] [--steps N]
 """
 
 from __future__ import annotations

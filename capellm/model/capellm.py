@@ -258,6 +258,9 @@ class CapeLLM(nn.Module):
                 distribution: bool = False) -> list[list[Answer]]:
         if decoding not in ANSWER_DECODINGS:
             raise ValueError(f"decoding must be one of {ANSWER_DECODINGS}, got '{decoding}'")
+        if self.keypoint_head is not None:
+            raise ValueError("this model answers with <KEYPOINT> tokens read by its decoder: it has no text answers "
+                             "to decode (predict_crops gives its keypoints)")
         if decoding == "official":    # the authors' generate(): greedy, exactly 13 new tokens
             return decode(self.llm, image_embeds, convs, grammar=None, end_ids=[], pad_id=self.tokenizer.pad_token_id,
                           tokenizer=self.tokenizer, max_new_tokens=OFFICIAL_NEW_TOKENS)
