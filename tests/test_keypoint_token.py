@@ -200,3 +200,18 @@ def test_text_decoding_and_cumulative_inference_refuse_a_keypoint_token_model(kp
         cumulative_predict(model, [crop], [cats[x.category_id]])
     with pytest.raises(ValueError, match="no text answers to decode"):
         model.answer(model.encode_images(crop.pixel_values[None]), [0], [[1, 2, 3]])
+
+
+def test_resume_is_exact_for_a_keypoint_token_run(tiny_data, tmp_path):
+    from test_train import assert_same_weights, weights
+
+    from capellm.train import train
+
+    full = _kp_config(tiny_data, tmp_path / "full", steps=6)
+    full.train.save_every = 3
+    train(full)
+    part = _kp_config(tiny_data, tmp_path / "part", steps=6)
+    part.train.save_every = 3
+    train(part, stop_after_steps=3)
+    train(part, resume=True)
+    assert_same_weights(weights(tmp_path / "full" / "model"), weights(tmp_path / "part" / "model"))
