@@ -73,6 +73,16 @@ def test_resume_after_stop_equals_uninterrupted(tiny_data, tmp_path):
         assert torch.equal(a["exp_avg"], b["exp_avg"])
 
 
+def test_a_data_loader_worker_trains_the_same_weights(tiny_data, tmp_path):
+    # samples are a pure function of (seed, epoch, index), wherever they are made; 2+ epochs, so
+    # the worker is started again for each epoch's loader
+    own = lora_config(tiny_data, tmp_path / "own", max_steps=8, save_every=100, batch_size=3)
+    train(own)
+    worker = lora_config(tiny_data, tmp_path / "worker", max_steps=8, save_every=100, batch_size=3, num_workers=1)
+    train(worker)
+    assert_same_weights(weights(tmp_path / "own" / "model"), weights(tmp_path / "worker" / "model"))
+
+
 def _cli(args, **kw):
     env = dict(os.environ, PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
     return subprocess.Popen([sys.executable, "-m", "capellm.cli", *args], env=env, **kw)
