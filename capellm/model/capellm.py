@@ -123,8 +123,12 @@ class CapeLLM(nn.Module):
         self.keypoint_token_id = (add_keypoint_token(self.tokenizer) if cfg.instruction.answer == "keypoint_token"
                                   else None)
         self.vision = VisionEncoder(build_vision_backbone(cfg.vision), cfg.vision.features)
-        # the LLM's vocabulary need not hold <KEYPOINT>: its embedding is the head's own
-        self.llm = build_language_model(cfg.llm, len(self.tokenizer) - (self.keypoint_token_id is not None))
+        # the LLM's vocabulary need not hold <KEYPOINT> (the last id where it was added): its
+        # embedding is the head's own
+        vocab = len(self.tokenizer)
+        if self.keypoint_token_id is not None and self.keypoint_token_id == vocab - 1:
+            vocab -= 1
+        self.llm = build_language_model(cfg.llm, vocab)
         dim = self.llm.get_input_embeddings().embedding_dim
         self.projector = Projector(self.vision.hidden_size, dim)
         self.keypoint_head = None
