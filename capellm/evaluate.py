@@ -43,8 +43,11 @@ def category_labels(dataset: KeypointDataset, categories: dict[int, Category]) -
     return {cid: (n if counts[n] == 1 else f"{n}#{cid}") for cid, n in names.items()}
 
 
-def decodings(cfg: EvalConfig) -> list[str]:
-    """The decodings `cfg.decode` asks for, the one reported at the top level first."""
+def decodings(cfg: EvalConfig, model: CapeLLM | None = None) -> list[str]:
+    """The decodings `cfg.decode` asks for, the one reported at the top level first. A model that
+    answers with <KEYPOINT> tokens has no text to decode: its decoder gives the positions."""
+    if getattr(model, "keypoint_head", None) is not None:
+        return ["keypoint_token"]
     return ["grammar", "official"] if cfg.decode == "both" else [cfg.decode]
 
 
@@ -113,8 +116,7 @@ def evaluate(model: CapeLLM, dataset: KeypointDataset, categories: dict[int, Cat
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     mine = list(range(rank, len(instances), world))
     t0 = time.time()
-    # a <KEYPOINT> model has no text to decode: its decoder gives the positions
-    names = ["keypoint_token"] if model.keypoint_head is not None else decodings(cfg)
+    names = decodings(cfg, model)
     preds = predict_instances(model, [instances[i] for i in mine], categories, cfg.batch_size, cfg.mode,
                               progress and rank == 0, tuple(names))
     labels = category_labels(dataset, categories)
@@ -283,8 +285,7 @@ def evaluate_pairs(model: CapeLLM, dataset: KeypointDataset, categories: dict[in
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     mine = queries[rank::world]
     t0 = time.time()
-    # a <KEYPOINT> model has no text to decode: its decoder gives the positions
-    names = ["keypoint_token"] if model.keypoint_head is not None else decodings(cfg)
+    names = decodings(cfg, model)
     preds = predict_instances(model, [dataset.instances[i] for i in mine], categories, cfg.batch_size, cfg.mode,
                               progress and rank == 0, tuple(names))
     labels = category_labels(dataset, categories)
