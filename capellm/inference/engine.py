@@ -88,9 +88,11 @@ class Conversation:
 class _Rows:
     """Rows of a decoding batch: KV cache, attention mask [R, T] and per-row token counts [R]."""
 
-    def __init__(self, llm: nn.Module, pad_id: int, device: torch.device):
+    def __init__(self, llm: nn.Module, pad_id: int, device: torch.device, embed=None):
+        """embed: token ids -> input embeddings where the model has its own (default: the LLM's)."""
         self.body = decoder_body(llm)
-        self.emb = llm.get_input_embeddings()
+        self.emb = embed if embed is not None else llm.get_input_embeddings()
+        self.dtype = llm.get_input_embeddings().weight.dtype
         self.head = llm.get_output_embeddings()
         self.pad_id = pad_id
         self.device = device
@@ -271,7 +273,7 @@ def _decode(llm, image_embeds, conversations, grammar, end_ids, pad_id, tokenize
     device = image_embeds.device
     rows = _Rows(llm, pad_id, device)
     # 1. image tokens + each instance's common prompt prefix, once per instance
-    prefix, slot_of = _prefill_shared(rows, image_embeds, conversations, rows.emb.weight.dtype)
+    prefix, slot_of = _prefill_shared(rows, image_embeds, conversations)
 
     # 2. one row per conversation, sharing its instance's cache; rows ordered by the length of
     #    their own first chunk, so that it can be prefilled in buckets of similar lengths
@@ -312,10 +314,8 @@ def hidden_at_token(llm: nn.Module, image_embeds: torch.Tensor, conversations: l
         return []
     device = image_embeds.device
     with decoding_attention(llm, device):
-        rows = _Rows(llm, pad_id, device)
-        rows.emb = embed
-        prefix, slot_of = _prefill_shared(rows, image_embeds, conversations, llm.get_input_embeddings().weight.dtype,
-                                          stop_at=token_id)
+        rows = _Rows(llm, pad_id, device, embed=embed)
+        prefix, slot_of = _prefill_shared(rows, image_embeds, conversations, stop_at=token_id)
         rest = [c.rounds[0][prefix[c.image]:] for c in conversations]
         rows.select(torch.tensor([slot_of[c.image] for c in conversations], device=device))
         h = rows.feed_hidden(*rows.embed(rest))                                    # [R, W, D], left-padded
@@ -324,11 +324,11 @@ def hidden_at_token(llm: nn.Module, image_embeds: torch.Tensor, conversations: l
 
 
 def _prefill_shared(rows: _Rows, image_embeds: torch.Tensor, conversations: list[Conversation],
-                    dtype: torch.dtype, stop_at: int | None = None) -> tuple[dict[int, int], dict[int, int]]:
+                    stop_at: int | None = None) -> tuple[dict[int, int], dict[int, int]]:
     """Feed each instance's image tokens and the common token prefix of its conversations' first
     chunks, one row per instance; the prefix ends before the first `stop_at` token, whose hidden
     state the caller wants. Returns (prefix length per image, row of each image)."""
-    device = image_embeds.device
+    device, dtype = image_embeds.device, rows.dtype
     n_img = image_embeds.shape[1]
     images = sorted({c.image for c in conversations})
     slot_of = {b: i for i, b in enumerate(images)}
