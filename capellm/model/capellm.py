@@ -324,11 +324,8 @@ class CapeLLM(nn.Module):
         first = lambda cat, kp: self.segment_tokenizer(render_conversation(cat, [kp], None, icfg, self.fmt))[0]
         convs, where = [], []
         for i, (cat, kps) in enumerate(zip(categories, ask)):
-            # single: one conversation per keypoint; multi: groups of k in keypoint order, each
-            # later round's prompt following the model's previous answer (as in training)
-            groups = ([[kp] for kp in kps] if mode == "single"
-                      else [kps[j:j + icfg.k] for j in range(0, len(kps), icfg.k)])
-            for group in groups:
+            # each later round's prompt follows the model's previous answer (as in training)
+            for group in self._conversation_groups(kps, mode):
                 rounds = [first(cat, group[0])] + [
                     self.segment_tokenizer.encode(round_segments(cat, kp, icfg, self.fmt, first=False).text)
                     for kp in group[1:]]
@@ -344,6 +341,14 @@ class CapeLLM(nn.Module):
         parse = parse_official if decoding == "official" else parse_coords
         return [self._to_prediction(c, cat, ans, parse) for c, cat, ans in zip(crops, categories, answers)]
 
+    def _conversation_groups(self, kps: list[int], mode: str) -> list[list[int]]:
+        """The keypoints of each conversation: "single" one per keypoint, "multi" groups of k in
+        keypoint order."""
+        if mode == "single":
+            return [[kp] for kp in kps]
+        k = self.cfg.instruction.k
+        return [kps[j:j + k] for j in range(0, len(kps), k)]
+
     def _predict_keypoint_tokens(self, img: torch.Tensor, crops: list[CropResult], categories: list[Category],
                                  ask: list[list[int]], mode: str) -> list[Prediction]:
         """<KEYPOINT> answers: each conversation (one keypoint, or k of them in "multi" mode) is
@@ -354,9 +359,7 @@ class CapeLLM(nn.Module):
         icfg = self.cfg.instruction
         convs, where = [], []
         for i, (cat, kps) in enumerate(zip(categories, ask)):
-            groups = ([[kp] for kp in kps] if mode == "single"
-                      else [kps[j:j + icfg.k] for j in range(0, len(kps), icfg.k)])
-            for group in groups:
+            for group in self._conversation_groups(kps, mode):
                 ids = self.segment_tokenizer(render_conversation(cat, group, np.zeros((len(group), 2)), icfg,
                                                                  self.fmt))[0]
                 self._check_length(cat, group, img.shape[1] + len(ids), answers_included=True)

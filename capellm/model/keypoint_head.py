@@ -3,12 +3,13 @@
 With `model.instruction.answer: keypoint_token` every keypoint round is answered with the one
 token `KEYPOINT_TOKEN` instead of "[x,y]" text. The token is added to the tokenizer (the
 vocabulary grows by one) and gets an input embedding of its own, trained; the LLM's output hidden
-state at that token goes to `KeypointDecoder`, an MLP trained from scratch that returns (x, y)
-normalised to the crop. The coordinates carry the loss (L1 by default); text answers elsewhere in
+state at that token goes to the decoder of `KeypointHead`, an MLP trained from scratch that
+returns (x, y) normalised to the crop. The coordinates carry the loss (L1 by default); text answers elsewhere in
 the conversation (the step-by-step instruction's object name) keep their next-token loss.
 
 Because an answer no longer depends on what the model said before, a whole conversation, every
-round of it, runs in ONE forward pass at inference: no decoding steps (`regress_conversations`).
+round of it, runs in ONE forward pass at inference: no decoding steps
+(capellm.inference.hidden_at_token).
 
 The embedding is a parameter of its own rather than a new row of the LLM's embedding matrix, so
 it trains whatever `model.llm.mode` says (a frozen or LoRA-wrapped matrix stays untouched) and a
@@ -23,7 +24,6 @@ from torch import nn
 
 from capellm.config import KeypointDecoderConfig
 from capellm.data.instructions import KEYPOINT_TOKEN
-
 
 
 def add_keypoint_token(tokenizer) -> int:
