@@ -240,8 +240,9 @@ def render_conversation(category: Category, kps: list[int], coords: np.ndarray |
     coords: float [len(kps), 2] normalised answers, or None to render only up to (and including)
     the assistant marker of the first keypoint's round, i.e. the prompt for decoding one keypoint.
     A NaN row is answered `NOT_VISIBLE`. With cfg.answer "keypoint_token" every round is answered
-    `KEYPOINT_TOKEN` (a "keypoint" segment; coords give only the number of rounds). With cfg.step_by_step the conversation first asks what
-    the object is, answered with the category's name (given at inference: the user names it).
+    `KEYPOINT_TOKEN` (a "keypoint" segment; coords give only the number of rounds). With
+    cfg.step_by_step the conversation first asks what the object is, answered with the category's
+    name (given at inference: the user names it).
     rng: training draws the question wording per round (cfg.questions); None asks `question`.
     """
     segs = [Segment("prompt", fmt.prefix)] if fmt.prefix else []
