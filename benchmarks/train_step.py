@@ -51,7 +51,7 @@ def build(args, fast: bool):
 
 def run_steps(state, n: int) -> float:
     from capellm.data.dataset import collate
-    from capellm.train import attention_for_training
+    from capellm.inference.attention import training_attention
 
     cfg, acc, model, ds, opt, precision, batches, pos = state
     model.train()
@@ -61,7 +61,7 @@ def run_steps(state, n: int) -> float:
         pos[0] += 1
         batch = collate([ds[i] for i in idx], model.tokenizer.pad_token_id)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"), \
-                attention_for_training(torch.device("cpu"), precision):
+                training_attention(model, torch.device("cpu"), precision):
             out = model(batch)
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_grad)

@@ -36,6 +36,7 @@ from capellm.data.coco import load_keypoint_dataset
 from capellm.data.dataset import InstructionDataset, categories_for, collate, epoch_order
 from capellm.data.images import ImageCache
 from capellm.errors import CheckpointError, TrainingError
+from capellm.inference.attention import training_attention
 from capellm.data.instructions import instruction_corpus
 from capellm.model.capellm import CapeLLM
 from capellm.model.language_model import build_tokenizer
@@ -65,17 +66,6 @@ def lr_lambda(total_steps: int, warmup_ratio: float, schedule: str):
             return 1.0 - progress
         return 0.5 * (1.0 + math.cos(math.pi * progress))
     return f
-
-
-def attention_for_training(device: torch.device, mixed_precision: str):
-    """The SDPA kernel training uses: on the CPU under bf16 autocast, the math kernel (torch's
-    fused CPU attention is 2.5x slower in bf16 than in float32 there, its backward most:
-    measured 16.6 against 6.6 ms for [16, 4, 100, 32] forward + backward); elsewhere the default."""
-    if device.type == "cpu" and mixed_precision == "bf16":
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        return sdpa_kernel(SDPBackend.MATH)
-    return contextlib.nullcontext()
 
 
 def cpu_has_bf16() -> bool:
@@ -343,8 +333,8 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
                 last_micro = state.batch - group_start == group_size - 1
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 sync = accelerator.no_sync(model) if not last_micro else contextlib.nullcontext()
-                with sync, accelerator.autocast(), attention_for_training(accelerator.device,
-                                                                          accelerator.mixed_precision):
+                with sync, accelerator.autocast(), training_attention(accelerator.unwrap_model(model),
+                                                                      accelerator.device, accelerator.mixed_precision):
                     outputs = model(batch)
                     _require_finite(outputs["loss"], out, state.step + 1)
                     accelerator.backward(outputs["loss"] / group_size)

@@ -271,3 +271,52 @@ def test_image_reliance_swaps_images_between_conversations(tiny_data):
     assert abs(seeing["gap"]) > 1e-5                # an untrained LM mixes in little of the image
     assert seeing["gap"] == pytest.approx(seeing["loss_other_images"] - seeing["loss"])
     assert not model.training
+
+
+def test_matmul_attention_equals_sdpa_with_padding_causal_and_grouped_heads():
+    """The CPU training attention is SDPA's arithmetic: bool padding mask, the causal case where
+    transformers passes no mask, and grouped KV heads."""
+    from capellm.inference.attention import _matmul_attention
+
+    class Layer(torch.nn.Module):
+        num_key_value_groups, is_causal = 2, True
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 4, 7, 8, generator=g)
+    k, v = torch.randn(2, 2, 7, 8, generator=g), torch.randn(2, 2, 7, 8, generator=g)
+    mask = torch.ones(7, 7, dtype=torch.bool).tril()[None, None].repeat(2, 1, 1, 1)
+    mask[1, :, :, 5:] = False                                       # row 1: two padded keys
+    kr, vr = k.repeat_interleave(2, 1), v.repeat_interleave(2, 1)
+    out, _ = _matmul_attention(Layer(), q, k, v, mask)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, kr, vr, attn_mask=mask).transpose(1, 2))
+    out, _ = _matmul_attention(Layer(), q, k, v, None)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, kr, vr, is_causal=True).transpose(1, 2))
+
+
+def test_bf16_cpu_training_attention_matches_sdpa_and_is_restored():
+    """Under bf16 autocast on the CPU, training runs both models' attention as matrix products:
+    the loss and gradients agree with SDPA's within bf16 rounding, and the models get their own
+    attention back afterwards."""
+    from capellm.inference.attention import training_attention
+
+    model = tiny_model().train()
+    items = [sample(model, [0, 1], np.array([[0.1, 0.2], [0.3, 0.4]])),
+             sample(model, [2], np.array([[0.5, 0.6]]), seed=1)]
+    batch = collate(items, model.tokenizer.pad_token_id)
+    configs = (model.llm.config, model.vision.backbone.config)
+    assert {c._attn_implementation for c in configs} == {"sdpa"}
+
+    def loss_and_grads(attention):
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16), attention:
+            seen = {c._attn_implementation for c in configs}
+            loss = model(batch)["loss"]
+        loss.backward()
+        return seen, loss.detach(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    seen, loss, grads = loss_and_grads(training_attention(model, torch.device("cpu"), "bf16"))
+    assert seen == {"capellm_matmul"}
+    assert {c._attn_implementation for c in configs} == {"sdpa"}
+    _, ref_loss, ref_grads = loss_and_grads(training_attention(model, torch.device("cpu"), "no"))
+    torch.testing.assert_close(loss, ref_loss, rtol=2e-2, atol=2e-2)
+    assert F.cosine_similarity(grads, ref_grads, dim=0) > 0.99

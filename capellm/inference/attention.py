@@ -1,9 +1,16 @@
-"""Grouped-query attention without KV copies, for decoding on CPU.
+"""Attention paths for the CPU: grouped-query attention without KV copies for decoding, and plain
+matrix-product attention for bf16 training.
 
-When more than one token is fed with a padding mask, transformers' SDPA path copies the whole KV
-cache once per query head (`repeat_kv`). On CPU the engine runs those calls through SDPA's own
-GQA (`enable_gqa=True`) instead: same arithmetic, no copy (docs/performance.md: 13-14 % of the
+Decoding. When more than one token is fed with a padding mask, transformers' SDPA path copies the
+whole KV cache once per query head (`repeat_kv`). On CPU the engine runs those calls through SDPA's
+own GQA (`enable_gqa=True`) instead: same arithmetic, no copy (docs/performance.md: 13-14 % of the
 engine's time with SmolLM2). On CUDA the model's attention is used unchanged.
+
+Training. Under bf16 autocast on the CPU, torch's fused SDPA kernel is slow in bf16 (its backward
+most) and its math kernel upcasts, masks fully masked rows and checks them on every call; for the
+short sequences of CPU training both cost more than the attention itself. `training_attention`
+runs the model's SDPA layers as two matrix products around a float32 softmax, as transformers'
+eager attention computes it (docs/performance.md: the demo's training step).
 
 Leans on transformers internals: the attention registry (`AttentionInterface`,
 `AttentionMaskInterface`, `masking_utils.ALL_MASK_ATTENTION_FUNCTIONS`) and the signature of
@@ -13,6 +20,7 @@ Leans on transformers internals: the attention registry (`AttentionInterface`,
 
 from __future__ import annotations
 
+import contextlib
 from contextlib import contextmanager
 
 import torch
@@ -38,30 +46,81 @@ def _gqa_sdpa(module, query, key, value, attention_mask, dropout=0.0, scaling=No
                                   is_causal=is_causal, **kwargs)
 
 
-def _register_gqa_sdpa() -> bool:
+def _matmul_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
+                      **kwargs):
+    """softmax(q k^T * scale + mask) v as two matrix products, the softmax in float32 (query, key,
+    value [B, H, T, d], KV heads repeated for grouped queries); returns [B, T, H, d], None."""
+    if kwargs.get("softcap") is not None or kwargs.get("position_bias") is not None:
+        raise ValueError("capellm's CPU training attention supports neither softcap nor a position bias")
+    groups = getattr(module, "num_key_value_groups", 1)
+    if groups > 1:
+        key, value = key.repeat_interleave(groups, dim=1), value.repeat_interleave(groups, dim=1)
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scale                  # [B, H, T, S]
+    if attention_mask is None:
+        causal = is_causal if is_causal is not None else getattr(module, "is_causal", False)
+        if causal and query.shape[2] > 1:
+            t, s = query.shape[2], key.shape[2]
+            attention_mask = torch.ones(t, s, dtype=torch.bool, device=scores.device).tril(s - t)
+    if attention_mask is not None:
+        if attention_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attention_mask, float("-inf"))
+        else:
+            scores = scores + attention_mask
+    weights = scores.softmax(-1, dtype=torch.float32).to(value.dtype)
+    if dropout > 0.0 and module.training:
+        weights = F.dropout(weights, p=dropout)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), None
+
+
+_MATMUL = "capellm_matmul"
+_OWN_ATTENTION = {_GQA_SDPA: _gqa_sdpa, _MATMUL: _matmul_attention}
+
+
+def _register(name: str) -> bool:
+    """Register one of ours under `name`, with SDPA's masks; False where transformers has no registry."""
     try:
         from transformers import AttentionInterface
         from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
     except ImportError:                                    # older transformers: keep its attention
         return False
-    if _GQA_SDPA not in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping:
-        AttentionInterface.register(_GQA_SDPA, _gqa_sdpa)
-        AttentionMaskInterface.register(_GQA_SDPA, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+    if name not in ALL_MASK_ATTENTION_FUNCTIONS._global_mapping:
+        AttentionInterface.register(name, _OWN_ATTENTION[name])
+        AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
     return True
+
+
+@contextmanager
+def _sdpa_replaced(configs: list, name: str):
+    """Run every model whose config says "sdpa" through our attention `name` for the duration."""
+    swapped = [c for c in configs if getattr(c, "_attn_implementation", None) == "sdpa"]
+    if not swapped or not _register(name):
+        yield
+        return
+    for c in swapped:
+        c._attn_implementation = name
+    try:
+        yield
+    finally:
+        for c in swapped:
+            c._attn_implementation = "sdpa"
 
 
 @contextmanager
 def decoding_attention(llm: nn.Module, device: torch.device):
     """On CPU, run the LLM's SDPA attention through `_gqa_sdpa` for the duration of decoding."""
-    cfg = llm.config
-    if (not USE_GQA_KERNEL or device.type != "cpu" or getattr(cfg, "_attn_implementation", None) != "sdpa"
-            or not _register_gqa_sdpa()):
+    if not USE_GQA_KERNEL or device.type != "cpu":
         yield
         return
-    cfg._attn_implementation = _GQA_SDPA
-    try:
+    with _sdpa_replaced([llm.config], _GQA_SDPA):
         yield
-    finally:
-        cfg._attn_implementation = "sdpa"
 
 
+def training_attention(model: nn.Module, device: torch.device, mixed_precision: str):
+    """On the CPU under bf16 autocast, run the SDPA layers of the LLM and the vision backbone of
+    `model` (a CapeLLM) as `_matmul_attention` (module docstring); elsewhere their own attention."""
+    if device.type != "cpu" or mixed_precision != "bf16":
+        return contextlib.nullcontext()
+    configs = [m.config for m in (getattr(model, "llm", None), getattr(getattr(model, "vision", None), "backbone", None))
+               if hasattr(m, "config")]
+    return _sdpa_replaced(configs, _MATMUL)
