@@ -43,6 +43,7 @@ Design choices:
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -197,11 +198,16 @@ def image_to_tensor(image: Image.Image, cfg: CropConfig) -> torch.Tensor:
     s = cfg.input_size
     if image.size != (s, s):
         image = image.resize((s, s), Image.Resampling.BILINEAR)
-    a = np.asarray(image, dtype=np.float32) / 255.0  # [S, S, 3]
-    t = torch.from_numpy(a).permute(2, 0, 1)  # [3, S, S]
-    mean = torch.tensor(cfg.mean, dtype=torch.float32)[:, None, None]
-    std = torch.tensor(cfg.std, dtype=torch.float32)[:, None, None]
-    return ((t - mean) / std).contiguous()
+    t = torch.from_numpy(np.array(image)).permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format)
+    mean, std = _mean_std(tuple(cfg.mean), tuple(cfg.std))
+    return t.div_(255.0).sub_(mean).div_(std)
+
+
+@functools.lru_cache(maxsize=8)
+def _mean_std(mean: tuple, std: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalisation constants as [3, 1, 1] float32 tensors (built once per setting)."""
+    return (torch.tensor(mean, dtype=torch.float32)[:, None, None],
+            torch.tensor(std, dtype=torch.float32)[:, None, None])
 
 
 # ----------------------------------------------------------------------------------------------
