@@ -41,6 +41,7 @@ from capellm.config import PRETRAIN_TARGETS as TARGETS
 from capellm.config import CropConfig
 from capellm.data.crops import crop_instance
 from capellm.data.images import ImageCache
+from capellm.inference.attention import training_attention
 
 log = logging.getLogger("capellm.pretrain")
 
@@ -83,10 +84,13 @@ def patch_loss(out: torch.Tensor, classes: list[torch.Tensor], points: list[torc
 
 def pretrain_encoder(vision: nn.Module, instances: list[Instance], categories: dict[int, Category],
                      crop: CropConfig, steps: int, batch_size: int = 64, lr: float = 2e-3,
-                     target: str = "names", seed: int = 0, device=None, image_cache: ImageCache | None = None) -> dict:
+                     target: str = "names", seed: int = 0, device=None, image_cache: ImageCache | None = None,
+                     precision: str = "no") -> dict:
     """Train `vision` (a `capellm.model.vision.VisionEncoder`) in place, as the module docstring
-    says. Returns {"loss": (first, mean of the last 20), "seconds": ..., "head": the trained head,
-    [D] -> [3 * classes], for probes (`research/encoder_probe.py`)}."""
+    says. `precision` "bf16": the forward under bf16 autocast (float32 weights and optimiser
+    state), as the training that follows. Returns {"loss": (first, mean of the last 20),
+    "seconds": ..., "head": the trained head, [D] -> [3 * classes], for probes
+    (`research/encoder_probe.py`)}."""
     if steps < 1:
         raise ValueError(f"encoder pre-training needs steps >= 1, got {steps}")
     if not instances:
@@ -121,9 +125,11 @@ def pretrain_encoder(vision: nn.Module, instances: list[Instance], categories: d
                 cls.append(torch.as_tensor([classes[inst.category_id][k] for k in keep], dtype=torch.long,
                                            device=device))
                 pts.append(torch.as_tensor(c.keypoints[keep], dtype=torch.float32, device=device))
-            tokens = vision(torch.stack(pixels).to(device))              # [B, N, D]
-            out = head(tokens).view(len(pixels), tokens.shape[1], n_classes, 3)
-            loss = patch_loss(out, cls, pts, side)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"), \
+                    training_attention(vision, device, precision):
+                tokens = vision(torch.stack(pixels).to(device))          # [B, N, D]
+                out = head(tokens).view(len(pixels), tokens.shape[1], n_classes, 3)
+            loss = patch_loss(out.float(), cls, pts, side)
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)

@@ -298,7 +298,7 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
         # every process runs the same seeded pre-training; DDP then broadcasts rank 0's weights
         stats = pretrain_encoder(model.vision, ds.instances, ds.categories, cfg.model.crop, pre.steps,
                                  pre.batch_size, pre.lr, pre.target, seed=t.seed, device=accelerator.device,
-                                 image_cache=ds.image)
+                                 image_cache=ds.image, precision=accelerator.mixed_precision)
         if accelerator.is_main_process:
             _log_line(cfg, {"encoder_pretrain_steps": pre.steps, "loss": stats["loss"][1],
                             "seconds": stats["seconds"]})

@@ -45,7 +45,9 @@ def test_patch_loss_by_hand():
     assert patch_loss(out, [torch.tensor([], dtype=torch.long)], [torch.zeros(0, 2)], side=2).item() == 0
 
 
-def test_pretraining_learns_and_restores_flags(tiny_data):
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_pretraining_learns_and_restores_flags(tiny_data, precision):
+    """In float32 and under bf16 autocast (weights stay float32, attention gets SDPA back)."""
     cfg = tiny_config(tiny_data, "unused")
     cfg.model.vision.mode = "frozen"
     data = load_keypoint_dataset(cfg.data.train_file, cfg.data.image_root)
@@ -55,9 +57,12 @@ def test_pretraining_learns_and_restores_flags(tiny_data):
     assert not any(p.requires_grad for p in model.vision.parameters())
     before = {k: v.clone() for k, v in model.vision.state_dict().items()}
     llm = {k: v.clone() for k, v in model.llm.state_dict().items()}
-    stats = pretrain_encoder(model.vision, data.instances, cats, cfg.model.crop, steps=60, batch_size=8, lr=3e-3)
+    stats = pretrain_encoder(model.vision, data.instances, cats, cfg.model.crop, steps=60, batch_size=8, lr=3e-3,
+                             precision=precision)
     first, last = stats["loss"]
     assert last < 0.8 * first, stats
+    assert all(p.dtype == torch.float32 for p in model.vision.parameters())
+    assert model.vision.backbone.config._attn_implementation == "sdpa"
     assert not any(p.requires_grad for p in model.vision.parameters())       # frozen again
     assert any(not torch.equal(before[k], v) for k, v in model.vision.state_dict().items())
     assert all(torch.equal(llm[k], v) for k, v in model.llm.state_dict().items())

@@ -117,10 +117,11 @@ def decoding_attention(llm: nn.Module, device: torch.device):
 
 
 def training_attention(model: nn.Module, device: torch.device, mixed_precision: str):
-    """On the CPU under bf16 autocast, run the SDPA layers of the LLM and the vision backbone of
-    `model` (a CapeLLM) as `_matmul_attention` (module docstring); elsewhere their own attention."""
+    """On the CPU under bf16 autocast, run every SDPA model inside `model` (a CapeLLM's LLM and
+    vision backbone, or an encoder alone) as `_matmul_attention` (module docstring); elsewhere
+    their own attention."""
     if device.type != "cpu" or mixed_precision != "bf16":
         return contextlib.nullcontext()
-    configs = [m.config for m in (getattr(model, "llm", None), getattr(getattr(model, "vision", None), "backbone", None))
-               if hasattr(m, "config")]
-    return _sdpa_replaced(configs, _MATMUL)
+    configs = {id(c): c for m in model.modules() if (c := getattr(m, "config", None)) is not None
+               and hasattr(c, "_attn_implementation")}
+    return _sdpa_replaced(list(configs.values()), _MATMUL)
