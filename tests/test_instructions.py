@@ -237,7 +237,8 @@ def tok_fmt(request):
         from capellm.data.instructions import instruction_corpus
         from capellm.model.language_model import build_bpe_tokenizer
 
-        tok = build_bpe_tokenizer(instruction_corpus([HORSE], InstructionConfig(keypoint_list=True)), 400)
+        tok = build_bpe_tokenizer(instruction_corpus([HORSE], InstructionConfig(keypoint_list=True)), 400,
+                                  PromptFormat.preset("plain").markers())
         return tok, PromptFormat.preset("plain", tok), "</s>"
     d = _smollm2_dir()
     if d is None:
@@ -370,3 +371,27 @@ def test_outline_and_step_by_step_open_the_conversation():
     # the decoding prompt holds the object round and its answer, then the keypoint's question
     prompt = render_conversation(cat, [1], None, step, fmt)
     assert [s.role for s in prompt] == ["prompt", "answer", "prompt"] and "tail" in prompt[-1].text
+
+
+def test_bpe_turn_markers_are_single_tokens_and_answers_keep_their_digits():
+    """The demo's trained tokenizer holds "Q: " and "A:" as one token each (12 fewer tokens in a
+    k = 4 conversation of the demo's questions); answers are still spelled digit by digit, so the
+    grammar builds."""
+    from capellm.data.instructions import instruction_corpus
+    from capellm.inference.grammar import CoordinateGrammar
+    from capellm.model.language_model import build_bpe_tokenizer
+
+    fmt = PromptFormat.preset("plain")
+    demo = InstructionConfig(description=False, category_name=False, decimals=2, question="{keypoint}")
+    corpus = instruction_corpus([HORSE], demo)
+    plain, marked = build_bpe_tokenizer(corpus, 400), build_bpe_tokenizer(corpus, 400, fmt.markers())
+    assert fmt.markers() == ("Q: ", "A:")
+    enc = lambda tok, text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    assert [len(enc(marked, m)) for m in fmt.markers()] == [1, 1]
+    assert [len(enc(plain, m)) for m in fmt.markers()] == [3, 2]
+    segs = render_conversation(HORSE, [0, 1, 2, 3], np.full((4, 2), 0.5), demo, fmt)
+    lengths = [sum(len(enc(tok, s.text)) for s in segs) for tok in (plain, marked)]
+    assert lengths[0] - lengths[1] == 12
+    answer = enc(marked, "[0.47,0.81]")
+    assert [marked.decode([t]) for t in answer] == list("[0.47,0.81]")
+    assert CoordinateGrammar.build(lambda text: enc(marked, text), "</s>", 2, "", None) is not None

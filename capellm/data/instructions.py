@@ -129,6 +129,12 @@ class PromptFormat:
     image_prefix: str = ""   # before the image tokens (the official format: the begin-of-text token)
     answer_start: str = ""   # opens every answer, part of the answer span (official: a space)
 
+    def markers(self) -> tuple[str, ...]:
+        """The multi-character strings around turns (a tokenizer trained for this format can hold
+        each as one token; the answer's own strings are left out, their tokens are the grammar's)."""
+        found = (self.image_prefix, self.prefix, self.user_start, self.user_end, self.assistant_start, self.turn_sep)
+        return tuple(dict.fromkeys(m for m in found if len(m) > 1))
+
     @classmethod
     def preset(cls, name: str, tokenizer=None) -> "PromptFormat":
         if name == "auto":
