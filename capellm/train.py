@@ -33,7 +33,7 @@ from tqdm import tqdm
 from capellm import checkpoint as ckpt
 from capellm.config import ConfigError, RunConfig, from_dict, to_dict
 from capellm.data.coco import load_keypoint_dataset
-from capellm.data.dataset import InstructionDataset, categories_for, collate, epoch_order
+from capellm.data.dataset import InstructionDataset, categories_for, collate, encode_crops, epoch_order
 from capellm.data.images import ImageCache
 from capellm.errors import CheckpointError, TrainingError
 from capellm.inference.attention import training_attention
@@ -309,6 +309,8 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
         log.info("resumed from %s at step %d (epoch %d, batch %d)", last, state.step, state.epoch, state.batch)
     elif resume:
         log.info("no checkpoint in %s: starting from scratch", out)
+    if t.frozen_features:
+        ds.frozen = frozen_features(cfg, model, ds, accelerator)
     model, opt = accelerator.prepare(model, opt)
     if t.report_to != "none":
         accelerator.init_trackers("capellm", config=tracker_config(cfg))
@@ -380,6 +382,29 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
     if t.report_to != "none":
         accelerator.end_training()
     return final
+
+
+def frozen_features(cfg: RunConfig, model, ds, accelerator):
+    """The frozen encoder's features of train.frozen_features augmented crops per training
+    instance and of its plain crop (capellm.data.dataset.encode_crops), computed once before the
+    first step (again on resume: they are a pure function of the seed and the encoder). Kept in
+    bf16 when training runs under bf16 autocast, whose linear layers take them in bf16 anyway."""
+    t0 = time.time()
+    vision, device, precision = model.vision, accelerator.device, accelerator.mixed_precision
+    was_training = vision.training
+    vision.eval()
+
+    def encode(pixels):
+        with torch.no_grad(), accelerator.autocast(), training_attention(vision, device, precision):
+            out = vision(pixels.to(device))
+        return out.to(torch.bfloat16) if precision == "bf16" else out.float()
+
+    pool = encode_crops(ds.instances, cfg.model.crop, cfg.train.frozen_features, cfg.train.seed, ds.image, encode)
+    vision.train(was_training)
+    if accelerator.is_main_process:
+        crops = pool.features.shape[0] * pool.features.shape[1]
+        _log_line(cfg, {"frozen_features": cfg.train.frozen_features, "crops": crops, "seconds": round(time.time() - t0, 1)})
+    return pool
 
 
 PROJECTOR_STAGE = "projector_stage.safetensors"     # in <out_dir>/checkpoints: the stage's result

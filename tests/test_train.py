@@ -164,3 +164,65 @@ def test_tensorboard_tracker_gets_loss_lr_throughput_val_metrics_and_config(tiny
     stored = yaml.safe_load(hparams.read_text())
     assert stored["train.max_steps"] == 3 and stored["model.llm.mode"] == "full"
     assert (tmp_path / "tb" / "metrics_val.json").exists()
+
+
+def _frozen_config(data, out, **train_kw):
+    cfg = tiny_config(data, out, **train_kw)
+    cfg.model.vision.mode = "frozen"
+    cfg.model.crop.augment = True
+    cfg.train.frozen_features = 2
+    return cfg
+
+
+def test_frozen_features_are_the_encoders_output_on_the_pooled_crops(tiny_data, tmp_path):
+    """Each sample's image features are the frozen encoder's output on one of its instance's
+    pooled crops (redrawn here from the same seed), and the loss on them equals the loss on
+    those crops' pixels."""
+    import numpy as np
+
+    from capellm.data.crops import crop_instance
+    from capellm.data.dataset import collate
+    from capellm.train import build_training, frozen_features, make_accelerator
+
+    from capellm.inference.attention import training_attention
+
+    cfg = _frozen_config(tiny_data, tmp_path / "ff")
+    (tmp_path / "ff").mkdir()
+    acc = make_accelerator(cfg)
+    model, ds, *_ = build_training(cfg, acc)
+    ds.frozen = frozen_features(cfg, model, ds, acc)
+    assert ds.frozen.features.shape[:2] == (len(ds.instances), 3)
+    model.eval()
+    pixel_items, feature_items = [], []
+    for i in range(6):
+        item = ds[i]
+        s = ds.samples[i]
+        inst = ds.instances[s.instance]
+        entry = next(e for e in range(3) if torch.equal(ds.frozen.features[s.instance, e], item["image_features"]))
+        rng = np.random.default_rng([cfg.train.seed, 0x504F4F4C, s.instance, entry]) if entry < 2 else None
+        crop = crop_instance(ds.image(inst.image_path), inst.bbox, inst.keypoints, inst.visible, cfg.model.crop, rng)
+        with torch.no_grad(), acc.autocast(), training_attention(model, acc.device, acc.mixed_precision):
+            ref = model.vision(crop.pixel_values[None])[0]
+        torch.testing.assert_close(ref.to(item["image_features"].dtype), item["image_features"])
+        feature_items.append(item)
+        pixel_items.append({**{k: v for k, v in item.items() if k != "image_features"}, "pixel_values": crop.pixel_values})
+    pad = model.tokenizer.pad_token_id
+    with torch.no_grad(), acc.autocast(), training_attention(model, acc.device, acc.mixed_precision):
+        losses = [model(collate(items, pad))["loss"] for items in (feature_items, pixel_items)]
+    torch.testing.assert_close(*losses)
+
+
+def test_training_on_frozen_features_resumes_exactly_and_needs_a_frozen_encoder(tiny_data, tmp_path):
+    from capellm.config import ConfigError
+
+    train(_frozen_config(tiny_data, tmp_path / "full", max_steps=6, save_every=3))
+    part = _frozen_config(tiny_data, tmp_path / "part", max_steps=6, save_every=3)
+    train(part, stop_after_steps=3)
+    train(part, resume=True)                    # the pool is built again, from the same seed
+    assert_same_weights(weights(tmp_path / "full" / "model"), weights(tmp_path / "part" / "model"))
+    log = [json.loads(line) for line in (tmp_path / "full" / "train.log").read_text().splitlines()]
+    assert any(r.get("frozen_features") == 2 for r in log)
+    bad = _frozen_config(tiny_data, tmp_path / "bad")
+    bad.model.vision.mode = "lora"
+    with pytest.raises(ConfigError, match="frozen_features needs model.vision.mode 'frozen'"):
+        bad.__post_init__()

@@ -376,6 +376,10 @@ class TrainConfig:
     clip_grad: float = 1.0          # max gradient norm; 0 disables
     seed: int = 0
     num_workers: int = 0            # data-loader workers
+    # with a frozen encoder: N augmented crops of every instance (and its plain crop) are encoded
+    # once before training and each sample uses one of them; 0: every sample is cropped and
+    # encoded afresh with an augmentation of its own
+    frozen_features: int = 0
     mixed_precision: str = "auto"   # auto (bf16 on CUDA and on CPUs with bf16 units, else fp32) | no | bf16 | fp16
     log_every: int = 10             # optimiser steps between log lines
     save_every: int = 500           # optimiser steps between checkpoints (and one at the end)
@@ -393,6 +397,7 @@ class TrainConfig:
         _check(self.max_steps == -1 or self.max_steps >= 1, f"train.max_steps must be -1 (epochs decide) or >= 1, "
                f"got {self.max_steps}")
         _check(self.num_workers >= 0, f"train.num_workers must be >= 0, got {self.num_workers}")
+        _check(self.frozen_features >= 0, f"train.frozen_features must be >= 0, got {self.frozen_features}")
         _check(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
                f"train.weight_decay must be a finite number >= 0, got {self.weight_decay}")
         _check(math.isfinite(self.clip_grad) and self.clip_grad >= 0,
@@ -437,6 +442,9 @@ class RunConfig:
     def __post_init__(self):
         _enforce_types(self, "run")
         v = self.model.vision
+        if self.train.frozen_features and v.mode != "frozen":
+            raise ConfigError(f"train.frozen_features needs model.vision.mode 'frozen' (features of a trained "
+                              f"encoder change every step), got '{v.mode}'")
         if self.train.encoder_pretrain.steps and v.name_or_path != "random" and v.mode != "full":
             # a checkpoint keeps all encoder weights only for these two (CapeLLM._saved_prefixes)
             raise ConfigError(f"train.encoder_pretrain.steps needs model.vision.name_or_path 'random' or "

@@ -7,7 +7,10 @@ augmentation of sample i, and the order (`epoch_order`). That is what makes `--r
 the loop only needs to remember the epoch and how many batches of it are done.
 
 Batches are dicts: pixel_values [B,3,S,S], input_ids [B,T], attention_mask [B,T], labels [B,T];
-text is padded on the RIGHT (image tokens precede it, see capellm.model.capellm).
+text is padded on the RIGHT (image tokens precede it, see capellm.model.capellm). With a frozen
+encoder, `train.frozen_features` N replaces the pixels by image_features [B,N_tok,D]: the encoder's
+output on one of N augmented crops per instance, all encoded once before training
+(`encode_crops`); which crop sample i uses is again a pure function of (seed, epoch, i).
 """
 
 from __future__ import annotations
@@ -93,6 +96,58 @@ def plan_epoch(instances: list[Instance], crop: CropConfig, k: int, seed: int, e
     return samples
 
 
+_POOL_CROP, _POOL_DRAW = 0x504F4F4C, 0x44524157     # random-stream tags of the frozen-feature pool
+
+
+@dataclass
+class FrozenFeatures:
+    """What a frozen encoder makes of `n` augmented crops of every instance and of its plain crop
+    (entry n), computed once before training (`train.frozen_features`, `encode_crops`)."""
+
+    features: torch.Tensor                          # [instances, n + 1, N, D]
+    crops: list[list[tuple[np.ndarray, np.ndarray] | None]]  # [instance][entry]: keypoints [K, 2], in_crop [K]
+
+    @property
+    def n(self) -> int:
+        return self.features.shape[1] - 1
+
+
+def encode_crops(instances: list[Instance], crop: CropConfig, n: int, seed: int, image: ImageCache,
+                 encode, batch_size: int = 256) -> FrozenFeatures:
+    """Crop every instance n times with augmentation (a pure function of (seed, instance, entry))
+    and once plainly, and encode the crops in batches with `encode` (pixels [B, 3, S, S] -> [B, N,
+    D]). An instance whose image cannot be decoded gets zero features and no crops (its samples are
+    then skipped like any undecodable image). Without augmentation (crop.augment false) only the
+    plain crop is made."""
+    n = n if crop.augment else 0
+    rows: list[list[tuple[np.ndarray, np.ndarray] | None]] = []
+    pending: list[torch.Tensor] = []
+    out: list[torch.Tensor] = []
+    blank = torch.zeros(3, crop.input_size, crop.input_size)
+    for j, inst in enumerate(instances):
+        try:
+            picture = image(inst.image_path)
+        except ImageError as e:
+            log.warning("frozen features: %s", e)
+            rows.append([None] * (n + 1))
+            pending.extend([blank] * (n + 1))
+        else:
+            row = []
+            for entry in range(n + 1):
+                rng = np.random.default_rng([seed, _POOL_CROP, j, entry]) if entry < n else None
+                c = crop_instance(picture, inst.bbox, inst.keypoints, inst.visible, crop, rng)
+                row.append((c.keypoints, c.in_crop))
+                pending.append(c.pixel_values)
+            rows.append(row)
+        while len(pending) >= batch_size:
+            out.append(encode(torch.stack(pending[:batch_size])))
+            del pending[:batch_size]
+    if pending:
+        out.append(encode(torch.stack(pending)))
+    features = torch.cat(out)
+    return FrozenFeatures(features.view(len(instances), n + 1, *features.shape[1:]), rows)
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return torch.randperm(n, generator=g).tolist()
@@ -112,6 +167,7 @@ class InstructionDataset(torch.utils.data.Dataset):
         self.augment = augment and crop.augment
         self.image = image_cache if image_cache is not None else ImageCache(0)
         self.failed: set[str] = set()            # messages of images that failed to decode
+        self.frozen: FrozenFeatures | None = None  # set by training with train.frozen_features
         self.epoch = -1
         self.samples: list[Sample] = []
         self.set_epoch(0)
@@ -141,25 +197,44 @@ class InstructionDataset(torch.utils.data.Dataset):
     def _item(self, i: int, s: "Sample") -> dict:
         inst = self.instances[s.instance]
         cat = self.categories[inst.category_id]
-        image = self.image(inst.image_path)
-        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.augment else None
-        crop = crop_instance(image, inst.bbox, inst.keypoints, inst.visible, self.crop, rng)
-        ask = [kp for kp in s.keypoints if crop.in_crop[kp]]
-        if not ask:  # augmentation pushed every planned point out: use the plain crop
-            crop = crop_instance(image, inst.bbox, inst.keypoints, inst.visible, self.crop, None)
-            ask = list(s.keypoints)
-        coords = crop.keypoints[ask].astype(np.float64)
+        if self.frozen is not None:
+            pixels, keypoints, in_crop = self._frozen_crop(i, s)
+        else:
+            image = self.image(inst.image_path)
+            rng = np.random.default_rng([self.seed, self.epoch, i]) if self.augment else None
+            crop = crop_instance(image, inst.bbox, inst.keypoints, inst.visible, self.crop, rng)
+            if not any(crop.in_crop[kp] for kp in s.keypoints):  # augmentation pushed every planned point out
+                crop = crop_instance(image, inst.bbox, inst.keypoints, inst.visible, self.crop, None)
+            pixels, keypoints, in_crop = {"pixel_values": crop.pixel_values}, crop.keypoints, crop.in_crop
+        ask = [kp for kp in s.keypoints if in_crop[kp]] or list(s.keypoints)
+        coords = keypoints[ask].astype(np.float64)
         if self.instruction.not_visible_rate > 0:
-            ask, coords = not_visible_rounds(ask, coords, np.flatnonzero(~crop.in_crop),
+            ask, coords = not_visible_rounds(ask, coords, np.flatnonzero(~in_crop),
                                              self.instruction.not_visible_rate,
                                              np.random.default_rng([self.seed, self.epoch, i, 0x4E56]))
         words = np.random.default_rng([self.seed, self.epoch, i, 0x5157])      # question wording
         segs = render_conversation(cat, ask, coords, self.instruction, self.fmt, rng=words)
         ids, labels = self.segment_tokenizer(segs)
-        item = {"pixel_values": crop.pixel_values, "input_ids": ids, "labels": labels}
+        item = {**pixels, "input_ids": ids, "labels": labels}
         if self.instruction.answer == "keypoint_token":   # the <KEYPOINT> rounds' coordinates, in order
             item["keypoint_targets"] = torch.as_tensor(coords, dtype=torch.float32).reshape(-1, 2)
         return item
+
+    def _frozen_crop(self, i: int, s: "Sample") -> tuple[dict, np.ndarray, np.ndarray]:
+        """Sample i's entry of the frozen-feature pool: one of the instance's n augmented crops
+        (the plain one without augmentation, or where the drawn crop holds none of the planned
+        points, as for fresh crops)."""
+        f = self.frozen
+        entry = f.n
+        if self.augment and f.n > 0:
+            entry = int(np.random.default_rng([self.seed, self.epoch, i, _POOL_DRAW]).integers(f.n))
+        row = f.crops[s.instance]
+        if row[entry] is None:
+            raise ImageError(f"{self.instances[s.instance].image_path}: image could not be decoded")
+        if not any(row[entry][1][kp] for kp in s.keypoints):
+            entry = f.n
+        keypoints, in_crop = row[entry]
+        return {"image_features": f.features[s.instance, entry]}, keypoints, in_crop
 
 
 def not_visible_rounds(ask: list[int], coords: np.ndarray, unseen: np.ndarray, rate: float,
@@ -189,8 +264,8 @@ def collate(items: list[dict], pad_id: int) -> dict:
         ids[i, :n] = torch.tensor(x["input_ids"])
         labels[i, :n] = torch.tensor(x["labels"])
         mask[i, :n] = 1
-    batch = {"pixel_values": torch.stack([x["pixel_values"] for x in items]), "input_ids": ids,
-             "attention_mask": mask, "labels": labels}
+    image = "image_features" if "image_features" in items[0] else "pixel_values"
+    batch = {image: torch.stack([x[image] for x in items]), "input_ids": ids, "attention_mask": mask, "labels": labels}
     if "keypoint_targets" in items[0]:
         batch["keypoint_targets"] = torch.cat([x["keypoint_targets"] for x in items])
     return batch

@@ -180,7 +180,11 @@ class CapeLLM(nn.Module):
         """[B, 3, S, S] -> [B, N, D_llm] image tokens in the LLM's embedding space (Eq. 1-2),
         after the prompt format's `image_prefix` tokens where it has one (the official format's
         begin-of-text token: the text before the image is part of the image block)."""
-        img = self.projector(self.vision(pixel_values))                     # [B, N, D]
+        return self.image_tokens(self.vision(pixel_values))
+
+    def image_tokens(self, features: torch.Tensor) -> torch.Tensor:
+        """The vision encoder's output [B, N, D_vision] -> image tokens, as `encode_images`."""
+        img = self.projector(features)                                      # [B, N, D]
         pre = self.segment_tokenizer.encode(self.fmt.image_prefix) if self.fmt.image_prefix else []
         if pre:
             ids = torch.tensor(pre, dtype=torch.long, device=img.device)
@@ -196,12 +200,16 @@ class CapeLLM(nn.Module):
                                          self.keypoint_head.token_embedding, self.tokenizer.pad_token_id)
 
     def forward(self, batch: dict) -> dict:
-        """batch: pixel_values [B,3,S,S], input_ids [B,T], attention_mask [B,T], labels [B,T]
-        (text padded on the right); with <KEYPOINT> answers also keypoint_targets [M, 2].
+        """batch: pixel_values [B,3,S,S] (or the frozen encoder's image_features [B,N,D]),
+        input_ids [B,T], attention_mask [B,T], labels [B,T] (text padded on the right); with
+        <KEYPOINT> answers also keypoint_targets [M, 2].
         Returns {"loss", "n_tokens", "token_accuracy"}; with <KEYPOINT> answers n_tokens counts
         the keypoints, token_accuracy is the share of them within 0.05 of the crop on both axes,
         and "keypoints" [M, 2] holds the decoder's positions (crop units, in the tokens' order)."""
-        img = self.encode_images(batch["pixel_values"])                    # [B, N, D]
+        if "image_features" in batch:                                      # train.frozen_features
+            img = self.image_tokens(batch["image_features"])                # [B, N, D]
+        else:
+            img = self.encode_images(batch["pixel_values"])
         emb = self.embed_text(batch["input_ids"])                          # [B, T, D]
         b, n = img.shape[:2]
         x = torch.cat([img.to(emb.dtype), emb], dim=1)                     # [B, N+T, D] (Eq. 3)
