@@ -310,7 +310,11 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
     elif resume:
         log.info("no checkpoint in %s: starting from scratch", out)
     if t.frozen_features:
-        ds.frozen = frozen_features(cfg, model, ds, accelerator)
+        t0 = time.time()
+        ds.frozen = frozen_features(cfg, model.vision, ds, accelerator.device, accelerator.mixed_precision)
+        if accelerator.is_main_process:
+            _log_line(cfg, {"frozen_features": t.frozen_features, "crops": int(ds.frozen.features.shape[:2].numel()),
+                            "seconds": round(time.time() - t0, 1)})
     model, opt = accelerator.prepare(model, opt)
     if t.report_to != "none":
         accelerator.init_trackers("capellm", config=tracker_config(cfg))
@@ -384,27 +388,24 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
     return final
 
 
-def frozen_features(cfg: RunConfig, model, ds, accelerator):
+def frozen_features(cfg: RunConfig, vision, ds, device: torch.device, precision: str):
     """The frozen encoder's features of train.frozen_features augmented crops per training
     instance and of its plain crop (capellm.data.dataset.encode_crops), computed once before the
     first step (again on resume: they are a pure function of the seed and the encoder). Kept in
     bf16 when training runs under bf16 autocast, whose linear layers take them in bf16 anyway."""
-    t0 = time.time()
-    vision, device, precision = model.vision, accelerator.device, accelerator.mixed_precision
     was_training = vision.training
     vision.eval()
 
     def encode(pixels):
-        with torch.no_grad(), accelerator.autocast(), training_attention(vision, device, precision):
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"), \
+                training_attention(vision, device, precision):
             out = vision(pixels.to(device))
         return out.to(torch.bfloat16) if precision == "bf16" else out.float()
 
-    pool = encode_crops(ds.instances, cfg.model.crop, cfg.train.frozen_features, cfg.train.seed, ds.image, encode)
-    vision.train(was_training)
-    if accelerator.is_main_process:
-        crops = pool.features.shape[0] * pool.features.shape[1]
-        _log_line(cfg, {"frozen_features": cfg.train.frozen_features, "crops": crops, "seconds": round(time.time() - t0, 1)})
-    return pool
+    try:
+        return encode_crops(ds.instances, cfg.model.crop, cfg.train.frozen_features, cfg.train.seed, ds.image, encode)
+    finally:
+        vision.train(was_training)
 
 
 PROJECTOR_STAGE = "projector_stage.safetensors"     # in <out_dir>/checkpoints: the stage's result

@@ -190,7 +190,7 @@ def test_frozen_features_are_the_encoders_output_on_the_pooled_crops(tiny_data, 
     (tmp_path / "ff").mkdir()
     acc = make_accelerator(cfg)
     model, ds, *_ = build_training(cfg, acc)
-    ds.frozen = frozen_features(cfg, model, ds, acc)
+    ds.frozen = frozen_features(cfg, model.vision, ds, acc.device, acc.mixed_precision)
     assert ds.frozen.features.shape[:2] == (len(ds.instances), 3)
     model.eval()
     pixel_items, feature_items = [], []
