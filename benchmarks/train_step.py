@@ -1,16 +1,20 @@
 """Training-step speed of the demo preset: the earlier path and today's, side by side in one run.
 
-Both paths train the same model on the same batches of the synthetic benchmark (split 1), in one
-process, interleaved (A B A B ...) so that a change in machine load hits them alike:
+Both paths train the same model on the same sample order of the synthetic benchmark (split 1), in
+one process, interleaved (A B A B ...) so that a change in machine load hits them alike:
 
   before   what `capellm train` did before: the single-tensor AdamW torch picks by itself on the
-           CPU, every training image decoded again for every sample (no image cache), float32.
-  after    what it does now: fused AdamW, decoded images cached (data.image_cache_mb), and the
-           precision `train.mixed_precision` gives (float32 unless --precision says otherwise).
+           CPU, every training image decoded again for every sample (no image cache), float32,
+           every sample cropped and encoded afresh, turn markers spelt in several BPE tokens.
+  after    what it does now: fused AdamW, decoded images cached (data.image_cache_mb), the
+           precision `train.mixed_precision` gives (float32 unless --precision says otherwise;
+           bf16 on the CPU also runs attention as matrix products), one token per turn marker,
+           and the frozen encoder's features of the preset's `train.frozen_features` pool, built
+           once before the timed steps (its time is printed apart).
 
 Each path is timed over --steps optimiser steps after --warmup steps, data loading included
-(the loop of capellm.train: sample -> crop -> collate -> forward -> backward -> clip -> step).
-Prints steps/s and samples/s for each and the ratio after / before.
+(the loop of capellm.train: sample -> crop or pool -> collate -> forward -> backward -> clip ->
+step). Prints steps/s and samples/s for each and the ratio after / before.
 
     python benchmarks/train_step.py                      # float32 both (docs/performance.md)
     python benchmarks/train_step.py --precision bf16     # after: bf16 autocast on the CPU
@@ -19,8 +23,10 @@ Prints steps/s and samples/s for each and the ratio after / before.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import time
+from unittest import mock
 
 import torch
 
@@ -30,7 +36,8 @@ def build(args, fast: bool):
 
     from capellm.data.images import ImageCache
     from capellm.demo import demo_config
-    from capellm.train import build_training, make_accelerator
+    from capellm.data.instructions import PromptFormat
+    from capellm.train import build_training, frozen_features, make_accelerator
 
     cfg = demo_config(args.data, "/tmp/capellm_bench_train_step", steps=args.warmup + args.steps)
     if args.mlp:
@@ -41,12 +48,20 @@ def build(args, fast: bool):
     cfg.train.mixed_precision = "no"     # one accelerate state per process: autocast is ours below
     acc = make_accelerator(cfg)
     torch.manual_seed(0)
-    model, ds, opt, sched, _, _ = build_training(cfg, acc)
+    # before: the format's turn markers are not tokens of their own
+    markers = contextlib.nullcontext() if fast else mock.patch.object(PromptFormat, "markers", lambda self: ())
+    with markers:
+        model, ds, opt, sched, _, _ = build_training(cfg, acc)
+    pool_s = 0.0
     if not fast:
         ds.image = ImageCache(0)
         opt = torch.optim.AdamW(model.param_groups(cfg.train.lr, cfg.train.weight_decay), lr=cfg.train.lr,
                                 betas=cfg.train.betas, foreach=False)
-    return cfg, acc, model, ds, opt, (args.precision if fast else "no")
+    elif cfg.train.frozen_features:
+        t0 = time.perf_counter()
+        ds.frozen = frozen_features(cfg, model.vision, ds, torch.device("cpu"), args.precision)
+        pool_s = time.perf_counter() - t0
+    return cfg, acc, model, ds, opt, (args.precision if fast else "no"), pool_s
 
 
 def run_steps(state, n: int) -> float:
@@ -87,9 +102,9 @@ def main(argv=None) -> int:
 
     if not synth.is_complete(args.data):
         synth.generate(args.data, seed=0)
-    states = {}
+    states, pool_s = {}, 0.0
     for name, fast in (("before", False), ("after", True)):
-        cfg, acc, model, ds, opt, precision = build(args, fast)
+        cfg, acc, model, ds, opt, precision, pool_s = build(args, fast)
         batches = epoch_batches(len(ds), cfg, 0, 0, 1)
         states[name] = [cfg, acc, model, ds, opt, precision, batches, [0]]
         run_steps(states[name], args.warmup)
@@ -105,6 +120,9 @@ def main(argv=None) -> int:
     for name, t in times.items():
         print(f"  {name:<7} {1000 * t / n:7.1f} ms/step  {n / t:6.2f} steps/s  {n * batch / t:7.1f} samples/s")
     print(f"  ratio after/before (speed): {times['before'] / times['after']:.2f}x")
+    if pool_s:
+        print(f"  after: frozen-feature pool of {states['after'][0].train.frozen_features} crops per instance "
+              f"built once in {pool_s:.1f} s")
     return 0
 
 
