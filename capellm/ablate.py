@@ -60,8 +60,9 @@ STUDIES: dict[str, list[tuple[str, dict, dict]]] = {
     "rounds": [(f"k = {k}", {"k": k}, {}) for k in (1, 2, 4, 6, 8)],
     "encoder": [
         ("encoder frozen", {}, {"model.vision.mode": "frozen"}),   # the demo's
-        ("encoder LoRA", {}, {"model.vision.mode": "lora"}),
-        ("encoder full", {}, {"model.vision.mode": "full"}),
+        # an encoder that trains has no features to compute once
+        ("encoder LoRA", {}, {"model.vision.mode": "lora", "train.frozen_features": 0}),
+        ("encoder full", {}, {"model.vision.mode": "full", "train.frozen_features": 0}),
     ],
     "backbone": [
         ("DINOv2 shape", {}, {}),                                   # the demo's encoder

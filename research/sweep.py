@@ -69,6 +69,8 @@ def variant_config(args, overrides: dict, run_dir: str):
         extra = model.get(part, {}).get("random_config")
         if extra is not None:
             model[part]["random_config"] = {**getattr(cfg.model, part).random_config, **extra}
+    if model.get("vision", {}).get("mode", "frozen") != "frozen":   # a trained encoder: no feature pool
+        overrides.setdefault("train", {}).setdefault("frozen_features", 0)
     return merge(cfg, overrides)
 
 
