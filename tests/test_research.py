@@ -42,12 +42,13 @@ def test_sweep_variant_lines():
         sweep.parse_variant("v2 lr")
 
 
-def test_sweep_demo_variants_build(tmp_path):
+@pytest.mark.parametrize("variants", ["demo_variants.txt", "demo_variants_steps.txt"])
+def test_sweep_demo_variants_build(tmp_path, variants):
     from pathlib import Path
 
     sweep = _load_research("sweep")
     args = argparse.Namespace(preset="demo", data=str(tmp_path), split=1, seed=0)
-    lines = sweep.read_variants(str(Path(__file__).parents[1] / "research" / "demo_variants.txt"))
+    lines = sweep.read_variants(str(Path(__file__).parents[1] / "research" / variants))
     assert len(lines) >= 2
     for line in lines:
         _, overrides = sweep.parse_variant(line)
