@@ -4,13 +4,16 @@ Each path runs `capellm demo`'s stages (capellm.demo.run: generate the benchmark
 folder, pre-train the encoder, train, evaluate beside the baselines, check image reliance) in its
 own process, one after the other, and reports each stage's wall time:
 
-  before   the demo as it was: the long question ("Where is the {keypoint} of the object in this
-           image?"), float32, the single-tensor AdamW, no image cache (the generator's PNG level
-           and pre-training's batched loss are today's in both)
+  before   the demo as it was: 6,000 steps, the long question ("Where is the {keypoint} of the
+           object in this image?"), float32 (pre-training too), the single-tensor AdamW, no image
+           cache, every sample cropped and encoded afresh, turn markers spelt in several tokens,
+           the LLM initialised at std 0.02 and AdamW's beta2 0.999 (the generator's PNG level and
+           pre-training's batched loss are today's in both)
   after    today's demo preset and library defaults
 
---steps shortens both trainings alike (the default is the preset's 6,000; the stages that do not
-depend on it are timed whole). Prints the stage times of each path and the ratio of the totals.
+--steps gives both trainings the same number of steps (the default: each path's own, 6,000 and
+the preset's; the stages that do not depend on it are timed whole). Prints the stage times of each
+path and the ratio of the totals.
 
     python benchmarks/demo_time.py --steps 600        # ~3 minutes a path on 2 cores
 """
@@ -24,6 +27,8 @@ import sys
 import tempfile
 import time
 
+BEFORE_STEPS = 6000     # the demo preset's training steps before the frozen-feature pool
+
 
 def run_path(path: str, steps: int, work: str) -> dict:
     """One path's demo in this process (called in a subprocess per path)."""
@@ -33,8 +38,16 @@ def run_path(path: str, steps: int, work: str) -> dict:
 
     from capellm.demo import demo_config, run
 
-    cfg = demo_config(f"{work}/synth", f"{work}/run", steps=steps or None)
+    cfg = demo_config(f"{work}/synth", f"{work}/run", steps=steps or (BEFORE_STEPS if path == "before" else None))
     if path == "before":
+        from unittest import mock
+
+        from capellm.data.instructions import PromptFormat
+
+        mock.patch.object(PromptFormat, "markers", lambda self: ()).start()
+        cfg.train.frozen_features = 0
+        cfg.train.betas = (0.9, 0.999)
+        cfg.model.llm.random_config = {**cfg.model.llm.random_config, "initializer_range": 0.02}
         cfg.model.instruction = replace(cfg.model.instruction, question="Where is the {keypoint} of the {object} "
                                                                         "in this image?")
         cfg.train.mixed_precision = "no"
@@ -52,7 +65,7 @@ def run_path(path: str, steps: int, work: str) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=0, help="training steps of both paths (0: the preset's)")
+    p.add_argument("--steps", type=int, default=0, help="training steps of both paths (0: each path's own)")
     p.add_argument("--path", default="", help=argparse.SUPPRESS)   # internal: run one path
     p.add_argument("--work", default="", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -69,7 +82,7 @@ def main(argv=None) -> int:
             r = subprocess.run([sys.executable, __file__, "--path", path, "--steps", str(args.steps), "--work", work],
                                capture_output=True, text=True, check=True)
             rows[path] = json.loads(r.stdout.strip().splitlines()[-1])
-    steps = args.steps or "the preset's"
+    steps = args.steps or "their own"
     print(f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; demo preset, "
           f"{steps} training steps")
     for path, r in rows.items():
