@@ -63,8 +63,8 @@ def _matmul_attention(module, query, key, value, attention_mask, dropout=0.0, sc
             t, s = query.shape[2], key.shape[2]
             attention_mask = torch.ones(t, s, dtype=torch.bool, device=scores.device).tril(s - t)
     if attention_mask is not None:
-        if attention_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attention_mask, float("-inf"))
+        if attention_mask.dtype == torch.bool:    # the dtype's minimum, as eager: a fully masked row stays finite
+            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
         else:
             scores = scores + attention_mask
     weights = scores.softmax(-1, dtype=torch.float32).to(value.dtype)
