@@ -69,14 +69,14 @@ def run_steps(state, n: int) -> float:
     from capellm.inference.attention import training_attention
 
     cfg, acc, model, ds, opt, precision, batches, pos = state
+    attention = training_attention(model, torch.device("cpu"), precision)
     model.train()
     t0 = time.perf_counter()
     for _ in range(n):
         idx = batches[pos[0] % len(batches)]
         pos[0] += 1
         batch = collate([ds[i] for i in idx], model.tokenizer.pad_token_id)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"), \
-                training_attention(model, torch.device("cpu"), precision):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"), attention:
             out = model(batch)
         out["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_grad)

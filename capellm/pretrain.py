@@ -112,6 +112,7 @@ def pretrain_encoder(vision: nn.Module, instances: list[Instance], categories: d
     image = image_cache if image_cache is not None else ImageCache()
     was_training = vision.training
     vision.train()
+    attention = training_attention(vision, device, precision)
     losses, t0 = [], time.time()
     try:
         for step in range(steps):
@@ -125,8 +126,7 @@ def pretrain_encoder(vision: nn.Module, instances: list[Instance], categories: d
                 cls.append(torch.as_tensor([classes[inst.category_id][k] for k in keep], dtype=torch.long,
                                            device=device))
                 pts.append(torch.as_tensor(c.keypoints[keep], dtype=torch.float32, device=device))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"), \
-                    training_attention(vision, device, precision):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"), attention:
                 tokens = vision(torch.stack(pixels).to(device))          # [B, N, D]
                 out = head(tokens).view(len(pixels), tokens.shape[1], n_classes, 3)
             loss = patch_loss(out.float(), cls, pts, side)

@@ -322,6 +322,7 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
                dynamic_ncols=True)
     t0, seen = time.time(), 0
     pad_id = accelerator.unwrap_model(model).tokenizer.pad_token_id
+    attention = training_attention(accelerator.unwrap_model(model), accelerator.device, accelerator.mixed_precision)
     model.train()
     try:
         while state.step < total:
@@ -339,8 +340,7 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
                 last_micro = state.batch - group_start == group_size - 1
                 batch = {k: v.to(accelerator.device) for k, v in batch.items()}
                 sync = accelerator.no_sync(model) if not last_micro else contextlib.nullcontext()
-                with sync, accelerator.autocast(), training_attention(accelerator.unwrap_model(model),
-                                                                      accelerator.device, accelerator.mixed_precision):
+                with sync, accelerator.autocast(), attention:
                     outputs = model(batch)
                     _require_finite(outputs["loss"], out, state.step + 1)
                     accelerator.backward(outputs["loss"] / group_size)
@@ -395,10 +395,10 @@ def frozen_features(cfg: RunConfig, vision, ds, device: torch.device, precision:
     bf16 when training runs under bf16 autocast, whose linear layers take them in bf16 anyway."""
     was_training = vision.training
     vision.eval()
+    attention = training_attention(vision, device, precision)
 
     def encode(pixels):
-        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"), \
-                training_attention(vision, device, precision):
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"), attention:
             out = vision(pixels.to(device))
         return out.to(torch.bfloat16) if precision == "bf16" else out.float()
 

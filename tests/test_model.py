@@ -296,7 +296,7 @@ def test_matmul_attention_equals_sdpa_with_padding_causal_and_grouped_heads():
 def test_bf16_cpu_training_attention_matches_sdpa_and_is_restored():
     """Under bf16 autocast on the CPU, training runs both models' attention as matrix products:
     the loss and gradients agree with SDPA's within bf16 rounding, and the models get their own
-    attention back afterwards."""
+    attention back after every step the one context is entered for."""
     from capellm.inference.attention import training_attention
 
     model = tiny_model().train()
@@ -314,9 +314,11 @@ def test_bf16_cpu_training_attention_matches_sdpa_and_is_restored():
         loss.backward()
         return seen, loss.detach(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
-    seen, loss, grads = loss_and_grads(training_attention(model, torch.device("cpu"), "bf16"))
-    assert seen == {"capellm_matmul"}
-    assert {c._attn_implementation for c in configs} == {"sdpa"}
+    attention = training_attention(model, torch.device("cpu"), "bf16")       # made once, entered per step
+    for _ in range(2):
+        seen, loss, grads = loss_and_grads(attention)
+        assert seen == {"capellm_matmul"}
+        assert {c._attn_implementation for c in configs} == {"sdpa"}
     _, ref_loss, ref_grads = loss_and_grads(training_attention(model, torch.device("cpu"), "no"))
     torch.testing.assert_close(loss, ref_loss, rtol=2e-2, atol=2e-2)
     assert F.cosine_similarity(grads, ref_grads, dim=0) > 0.99

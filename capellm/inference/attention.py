@@ -90,20 +90,24 @@ def _register(name: str) -> bool:
     return True
 
 
-@contextmanager
-def _sdpa_replaced(configs: list, name: str):
-    """Run every model whose config says "sdpa" through our attention `name` for the duration."""
-    swapped = [c for c in configs if getattr(c, "_attn_implementation", None) == "sdpa"]
-    if not swapped or not _register(name):
-        yield
-        return
-    for c in swapped:
-        c._attn_implementation = name
-    try:
-        yield
-    finally:
-        for c in swapped:
+class _SdpaReplaced:
+    """While entered, run every model whose config said "sdpa" when this was made through our
+    attention `name`. Made once and entered at every step (the models are looked up only once)."""
+
+    def __init__(self, configs: list, name: str):
+        swapped = [c for c in configs if getattr(c, "_attn_implementation", None) == "sdpa"]
+        self.swapped = swapped if swapped and _register(name) else []
+        self.name = name
+
+    def __enter__(self):
+        for c in self.swapped:
+            c._attn_implementation = self.name
+        return self
+
+    def __exit__(self, *exc):
+        for c in self.swapped:
             c._attn_implementation = "sdpa"
+        return False
 
 
 @contextmanager
@@ -112,16 +116,16 @@ def decoding_attention(llm: nn.Module, device: torch.device):
     if not USE_GQA_KERNEL or device.type != "cpu":
         yield
         return
-    with _sdpa_replaced([llm.config], _GQA_SDPA):
+    with _SdpaReplaced([llm.config], _GQA_SDPA):
         yield
 
 
 def training_attention(model: nn.Module, device: torch.device, mixed_precision: str):
-    """On the CPU under bf16 autocast, run every SDPA model inside `model` (a CapeLLM's LLM and
-    vision backbone, or an encoder alone) as `_matmul_attention` (module docstring); elsewhere
-    their own attention."""
+    """A context, reusable across steps: on the CPU under bf16 autocast it runs every SDPA model
+    inside `model` (a CapeLLM's LLM and vision backbone, or an encoder alone) as
+    `_matmul_attention` (module docstring); elsewhere their own attention."""
     if device.type != "cpu" or mixed_precision != "bf16":
         return contextlib.nullcontext()
     configs = {id(c): c for m in model.modules() if (c := getattr(m, "config", None)) is not None
                and hasattr(c, "_attn_implementation")}
-    return _sdpa_replaced(list(configs.values()), _MATMUL)
+    return _SdpaReplaced(list(configs.values()), _MATMUL)
