@@ -21,7 +21,6 @@ Leans on transformers internals: the attention registry (`AttentionInterface`,
 from __future__ import annotations
 
 import contextlib
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -110,14 +109,11 @@ class _SdpaReplaced:
         return False
 
 
-@contextmanager
 def decoding_attention(llm: nn.Module, device: torch.device):
-    """On CPU, run the LLM's SDPA attention through `_gqa_sdpa` for the duration of decoding."""
+    """A context: on CPU it runs the LLM's SDPA attention through `_gqa_sdpa` (for decoding)."""
     if not USE_GQA_KERNEL or device.type != "cpu":
-        yield
-        return
-    with _SdpaReplaced([llm.config], _GQA_SDPA):
-        yield
+        return contextlib.nullcontext()
+    return _SdpaReplaced([llm.config], _GQA_SDPA)
 
 
 def training_attention(model: nn.Module, device: torch.device, mixed_precision: str):
