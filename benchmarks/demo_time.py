@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 
-BEFORE_STEPS = 6000     # the demo preset's training steps before the frozen-feature pool
+BEFORE_STEPS = 6000     # the training steps of the demo at f30b644
 
 
 def run_path(path: str, steps: int, work: str) -> dict:

@@ -4,8 +4,9 @@ With `model.instruction.answer: keypoint_token` every keypoint round is answered
 token `KEYPOINT_TOKEN` instead of "[x,y]" text. The token is added to the tokenizer (the
 vocabulary grows by one) and gets an input embedding of its own, trained; the LLM's output hidden
 state at that token goes to the decoder of `KeypointHead`, an MLP trained from scratch that
-returns (x, y) normalised to the crop. The coordinates carry the loss (L1 by default); text answers elsewhere in
-the conversation (the step-by-step instruction's object name) keep their next-token loss.
+returns (x, y) normalised to the crop. The coordinates carry the loss (L1 by default); text
+answers elsewhere in the conversation (the step-by-step instruction's object name) keep their
+next-token loss.
 
 Because an answer no longer depends on what the model said before, a whole conversation, every
 round of it, runs in ONE forward pass at inference: no decoding steps
