@@ -124,6 +124,8 @@ def test_unknown_field_names_the_dotted_path(dotted):
     ("model.vision.features", "cls", "model.vision.features"),
     ("model.vision.name_or_path", "random", "model.vision.random_config"),
     ("model.llm.random_config", "{not json", "model.llm.random_config"),
+    ("model.llm.tokenizer", "bpe:many", "model.llm.tokenizer"),
+    ("model.llm.tokenizer", "bpe:1000:4", "model.llm.tokenizer"),
     ("model.max_new_tokens", 0, "model.max_new_tokens"),
     ("model.llm.lora.rank", 0, "model.llm.lora"),
     ("model.instruction.k", 0, "model.instruction"),

@@ -395,3 +395,34 @@ def test_bpe_turn_markers_are_single_tokens_and_answers_keep_their_digits():
     answer = enc(marked, "[0.47,0.81]")
     assert [marked.decode([t]) for t in answer] == list("[0.47,0.81]")
     assert CoordinateGrammar.build(lambda text: enc(marked, text), "</s>", 2, "", None) is not None
+
+
+@pytest.mark.parametrize("digits,decimals", [(2, 2), (3, 3), (2, 3)])
+def test_bpe_digit_groups_spell_answers_as_llama3_does(digits, decimals):
+    """"bpe:<vocab>:<digits>" cuts numbers into groups of up to `digits` digits from the left,
+    one token each, every group in the vocabulary: "0.47" is "0", ".", "47" (Llama 3 groups by 3),
+    and the grammar still builds (one slot per group)."""
+    from capellm.data.instructions import format_coords, instruction_corpus
+    from capellm.inference.grammar import CoordinateGrammar
+    from capellm.model.language_model import build_bpe_tokenizer
+
+    corpus = instruction_corpus([HORSE], InstructionConfig(description=False, decimals=decimals))
+    tok = build_bpe_tokenizer(corpus, 1500, PromptFormat.preset("plain").markers(), digits=digits)
+    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    for v in range(10 ** digits):
+        assert len(enc(f"{v:0{digits}d}")) == 1
+    pieces = [tok.decode([t]) for t in enc(format_coords(0.4712, 0.0501, decimals))]
+    frac_x, frac_y = f"{0.4712:.{decimals}f}"[2:], f"{0.0501:.{decimals}f}"[2:]
+    cut = lambda s: [s[i:i + digits] for i in range(0, len(s), digits)]  # noqa: E731
+    assert pieces == ["[", "0", ".", *cut(frac_x), ",", "0", ".", *cut(frac_y), "]"]
+    grammar = CoordinateGrammar.build(enc, "</s>", decimals, "", None)
+    assert grammar is not None and len(grammar.slots) == 2 * (1 + len(cut(frac_x)))
+
+
+def test_bpe_digit_groups_are_checked():
+    from capellm.model.language_model import build_bpe_tokenizer
+
+    with pytest.raises(ValueError, match="1, 2 or 3"):
+        build_bpe_tokenizer(["a"], 400, digits=4)
+    with pytest.raises(ValueError, match="cannot hold"):
+        build_bpe_tokenizer(["a"], 400, digits=3)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import re
 import typing
 from dataclasses import dataclass, field
 
@@ -161,7 +162,7 @@ class LLMConfig:
     name_or_path: str = "meta-llama/Llama-3.1-8B-Instruct"  # hub id, path, pkg:<package>, "random"
     gguf_file: str = ""             # file name inside name_or_path for GGUF weights (SmolLM2)
     random_config: dict = field(default_factory=dict)  # HF config kwargs when name_or_path="random"
-    tokenizer: str = ""             # "" = same as name_or_path; "char" = built-in character tokenizer
+    tokenizer: str = ""             # "" = same as name_or_path; "char"; "bpe:<vocab>[:<digits>]" trained
     prompt_format: str = "auto"     # chat markers: auto | chatml | llama3 | mistral | vicuna | plain
     mode: str = "lora"              # frozen | lora | full
     lora: LoRAConfig = field(default_factory=lambda: LoRAConfig(targets=("q_proj", "v_proj")))
@@ -179,6 +180,9 @@ class LLMConfig:
                "model.llm.mode 'full' needs model.llm.dtype float32 (optimiser precision)")
         _check(self.name_or_path != "random" or bool(self.random_config),
                "model.llm.random_config is required when name_or_path is 'random'")
+        _check(not self.tokenizer.startswith("bpe:") or re.fullmatch(r"bpe:\d+(:[123])?", self.tokenizer) is not None,
+               f"model.llm.tokenizer '{self.tokenizer}': a trained BPE tokenizer is 'bpe:<vocab size>' or "
+               f"'bpe:<vocab size>:<digits per number token, 1-3>'")
 
 
 @dataclass

@@ -35,38 +35,49 @@ def build_char_tokenizer() -> PreTrainedTokenizerFast:
                                    pad_token="<pad>", unk_token="<unk>")
 
 
-def build_bpe_tokenizer(texts: list[str], vocab_size: int, markers: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
+def build_bpe_tokenizer(texts: list[str], vocab_size: int, markers: tuple[str, ...] = (),
+                        digits: int = 1) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer trained on `texts` (the training categories' instructions).
 
     For small from-scratch LLMs (the CPU demo): prompts become ~4x shorter than with characters,
-    and unseen words still tokenise (into known pieces or bytes). Digits stay single tokens, so a
-    coordinate is always "[", digits, ".", ... as with Llama 3's and SmolLM2's tokenizers.
-    `markers` (the prompt format's turn markers, e.g. "Q: ", "A:") become one token each, as chat
-    markers are in the tokenizers of pretrained LLMs: a k = 4 conversation of the demo is 12 tokens
-    shorter.
+    and unseen words still tokenise (into known pieces or bytes). A number is cut into groups of
+    up to `digits` digits from its left, each group one token: 1 spells every digit alone (as
+    SmolLM2's tokenizer does), 3 groups them as Llama 3's does ("0.123" is "0", ".", "123"); every
+    group of up to `digits` digits is in the vocabulary. `markers` (the prompt format's turn
+    markers, e.g. "Q: ", "A:") become one token each, as chat markers are in the tokenizers of
+    pretrained LLMs: a k = 4 conversation of the demo is 12 tokens shorter.
     """
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+    if not 1 <= digits <= 3:
+        raise ValueError(f"digits per number token must be 1, 2 or 3, got {digits}")
+    groups = [f"{v:0{n}d}" for n in range(2, digits + 1) for v in range(10 ** n)]
+    if len(groups) + 300 > vocab_size:
+        raise ValueError(f"a BPE vocabulary of {vocab_size} cannot hold the {len(groups)} groups of "
+                         f"{digits} digits; make it larger or the groups shorter")
     tk = Tokenizer(models.BPE(unk_token=None))
-    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+    tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(rf"\d{{1,{digits}}}"), "isolated"),
                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tk.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(CHAR_SPECIALS),
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tk.train_from_iterator(texts, trainer=trainer)
+    # every group many times over, so that the merges spelling each group win over word pieces
+    tk.train_from_iterator(list(texts) + groups * 50, trainer=trainer)
     tk.add_tokens([AddedToken(m, normalized=False, special=False) for m in markers])
     return PreTrainedTokenizerFast(tokenizer_object=tk, bos_token="<s>", eos_token="</s>",
                                    pad_token="<pad>", unk_token="<unk>")
 
 
 def build_tokenizer(cfg: LLMConfig, corpus: list[str] | None = None, markers: tuple[str, ...] = ()):
-    """The tokenizer named by cfg.tokenizer: "char", "bpe:<vocab size>" (trained on `corpus`, with
-    the prompt format's `markers` as single tokens), a hub id or path, or "" for the LLM's own."""
+    """The tokenizer named by cfg.tokenizer: "char", "bpe:<vocab size>[:<digits>]" (trained on
+    `corpus`, with the prompt format's `markers` as single tokens and numbers in groups of up to
+    `digits` digits, default 1), a hub id or path, or "" for the LLM's own."""
     if cfg.tokenizer.startswith("bpe:"):
         if not corpus:
             raise ValueError(f"model.llm.tokenizer='{cfg.tokenizer}' is trained on the training data; "
                              f"build the model through capellm.train (or pass a corpus)")
-        tok = build_bpe_tokenizer(corpus, int(cfg.tokenizer[4:]), markers)
+        vocab, _, digits = cfg.tokenizer[4:].partition(":")
+        tok = build_bpe_tokenizer(corpus, int(vocab), markers, int(digits or 1))
     elif cfg.tokenizer == "char":
         tok = build_char_tokenizer()
     else:
