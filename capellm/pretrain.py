@@ -40,10 +40,12 @@ from capellm.data.coco import Instance
 from capellm.config import PRETRAIN_TARGETS as TARGETS
 from capellm.config import CropConfig
 from capellm.data.crops import crop_instance
+from capellm.data.dataset import CropPool
 from capellm.data.images import ImageCache
 from capellm.inference.attention import training_attention
 
 log = logging.getLogger("capellm.pretrain")
+_NO_CROP = (np.zeros((0, 2), np.float32), np.zeros(0, bool))    # a pooled instance whose image failed
 
 def keypoint_classes(categories: dict[int, Category], target: str = "names") -> dict[int, list[int]]:
     """Category id -> the class of each of its keypoints. "names": one class per distinct keypoint
@@ -85,16 +87,21 @@ def patch_loss(out: torch.Tensor, classes: list[torch.Tensor], points: list[torc
 def pretrain_encoder(vision: nn.Module, instances: list[Instance], categories: dict[int, Category],
                      crop: CropConfig, steps: int, batch_size: int = 64, lr: float = 2e-3,
                      target: str = "names", seed: int = 0, device=None, image_cache: ImageCache | None = None,
-                     precision: str = "no") -> dict:
+                     precision: str = "no", pool: CropPool | None = None) -> dict:
     """Train `vision` (a `capellm.model.vision.VisionEncoder`) in place, as the module docstring
     says. `precision` "bf16": the forward under bf16 autocast (float32 weights and optimiser
-    state), as the training that follows. Returns {"loss": (first, mean of the last 20),
-    "seconds": ..., "head": the trained head, [D] -> [3 * classes], for probes
-    (`research/encoder_probe.py`)}."""
+    state), as the training that follows. `pool` (`capellm.data.dataset.make_crops` of these
+    instances, n >= 1): each drawn instance takes one of its pooled augmented crops instead of a
+    fresh one (the crops the frozen-feature pool then encodes: made once for both). Returns
+    {"loss": (first, mean of the last 20), "seconds": ..., "head": the trained head, [D] ->
+    [3 * classes], for probes (`research/encoder_probe.py`)}."""
     if steps < 1:
         raise ValueError(f"encoder pre-training needs steps >= 1, got {steps}")
     if not instances:
         raise ValueError("encoder pre-training: no training instances")
+    if pool is not None and (pool.n < 1 or len(pool.crops) != len(instances)):
+        raise ValueError(f"encoder pre-training: the crop pool must hold >= 1 augmented crop of each of the "
+                         f"{len(instances)} instances, got {pool.n} of {len(pool.crops)}")
     classes = keypoint_classes(categories, target)
     n_classes = 1 + max(c for cls in classes.values() for c in cls)
     device = torch.device(device) if device is not None else next(vision.parameters()).device
@@ -116,19 +123,28 @@ def pretrain_encoder(vision: nn.Module, instances: list[Instance], categories: d
     losses, t0 = [], time.time()
     try:
         for step in range(steps):
-            pixels, cls, pts = [], [], []
-            for j, i in enumerate(pick.integers(0, len(instances), size=batch_size)):
-                inst = instances[i]
-                c = crop_instance(image(inst.image_path), inst.bbox, inst.keypoints, inst.visible, crop,
-                                  np.random.default_rng([seed, step, j]))
-                keep = np.flatnonzero(c.in_crop)
-                pixels.append(c.pixel_values)
-                cls.append(torch.as_tensor([classes[inst.category_id][k] for k in keep], dtype=torch.long,
+            picks = pick.integers(0, len(instances), size=batch_size)
+            if pool is not None:
+                entries = pick.integers(0, pool.n, size=batch_size)
+                batch = pool.normalised(torch.as_tensor(picks), torch.as_tensor(entries), crop)
+                found = [pool.crops[i][e] or _NO_CROP for i, e in zip(picks, entries)]   # None: no image
+            else:
+                found = []
+                for j, i in enumerate(picks):
+                    inst = instances[i]
+                    c = crop_instance(image(inst.image_path), inst.bbox, inst.keypoints, inst.visible, crop,
+                                      np.random.default_rng([seed, step, j]))
+                    found.append((c.keypoints, c.in_crop, c.pixel_values))
+                batch = torch.stack([f[2] for f in found])
+            cls, pts = [], []
+            for i, f in zip(picks, found):
+                keep = np.flatnonzero(f[1])
+                cls.append(torch.as_tensor([classes[instances[i].category_id][k] for k in keep], dtype=torch.long,
                                            device=device))
-                pts.append(torch.as_tensor(c.keypoints[keep], dtype=torch.float32, device=device))
+                pts.append(torch.as_tensor(f[0][keep], dtype=torch.float32, device=device))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"), attention:
-                tokens = vision(torch.stack(pixels).to(device))          # [B, N, D]
-                out = head(tokens).view(len(pixels), tokens.shape[1], n_classes, 3)
+                tokens = vision(batch.to(device))                          # [B, N, D]
+                out = head(tokens).view(batch_size, tokens.shape[1], n_classes, 3)
             loss = patch_loss(out.float(), cls, pts, side)
             loss.backward()
             opt.step()

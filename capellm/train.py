@@ -33,7 +33,7 @@ from tqdm import tqdm
 from capellm import checkpoint as ckpt
 from capellm.config import ConfigError, RunConfig, from_dict, to_dict
 from capellm.data.coco import load_keypoint_dataset
-from capellm.data.dataset import InstructionDataset, categories_for, collate, encode_crops, epoch_order
+from capellm.data.dataset import InstructionDataset, categories_for, collate, encode_crops, epoch_order, make_crops
 from capellm.data.images import ImageCache
 from capellm.errors import CheckpointError, TrainingError
 from capellm.inference.attention import training_attention
@@ -294,11 +294,17 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
     last = ckpt.latest_checkpoint(out) if resume else None
     t = cfg.train
     pre = t.encoder_pretrain
+    pool = None
     if last is None and pre.steps > 0:
+        if shared_crops(cfg, len(ds.instances)):
+            t0 = time.time()
+            pool = make_crops(ds.instances, cfg.model.crop, t.frozen_features, t.seed, ds.image)
+            if accelerator.is_main_process:
+                _log_line(cfg, {"crop_pool": int(pool.pixels.shape[:2].numel()), "seconds": round(time.time() - t0, 1)})
         # every process runs the same seeded pre-training; DDP then broadcasts rank 0's weights
         stats = pretrain_encoder(model.vision, ds.instances, ds.categories, cfg.model.crop, pre.steps,
                                  pre.batch_size, pre.lr, pre.target, seed=t.seed, device=accelerator.device,
-                                 image_cache=ds.image, precision=accelerator.mixed_precision)
+                                 image_cache=ds.image, precision=accelerator.mixed_precision, pool=pool)
         if accelerator.is_main_process:
             _log_line(cfg, {"encoder_pretrain_steps": pre.steps, "loss": stats["loss"][1],
                             "seconds": stats["seconds"]})
@@ -311,7 +317,8 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
         log.info("no checkpoint in %s: starting from scratch", out)
     if t.frozen_features:
         t0 = time.time()
-        ds.frozen = frozen_features(cfg, model.vision, ds, accelerator.device, accelerator.mixed_precision)
+        ds.frozen = frozen_features(cfg, model.vision, ds, accelerator.device, accelerator.mixed_precision, pool)
+        del pool
         if accelerator.is_main_process:
             _log_line(cfg, {"frozen_features": t.frozen_features, "crops": int(ds.frozen.features.shape[:2].numel()),
                             "seconds": round(time.time() - t0, 1)})
@@ -388,11 +395,23 @@ def _train(cfg: RunConfig, accelerator, resume: bool, stop_after_steps: int | No
     return final
 
 
-def frozen_features(cfg: RunConfig, vision, ds, device: torch.device, precision: str):
+SHARED_CROPS_MAX_BYTES = 1 << 30
+
+
+def shared_crops(cfg: RunConfig, instances: int) -> bool:
+    """Whether encoder pre-training draws from the frozen-feature pool's crops (made once for both,
+    before pre-training) rather than cropping afresh: with a pool of augmented crops whose 8-bit
+    pixels take at most SHARED_CROPS_MAX_BYTES (the demo's: 295 MB; at 224 px only small data sets)."""
+    n, crop = cfg.train.frozen_features, cfg.model.crop
+    return n > 0 and crop.augment and instances * (n + 1) * crop.input_size ** 2 * 3 <= SHARED_CROPS_MAX_BYTES
+
+
+def frozen_features(cfg: RunConfig, vision, ds, device: torch.device, precision: str, pool=None):
     """The frozen encoder's features of train.frozen_features augmented crops per training
-    instance and of its plain crop (capellm.data.dataset.encode_crops), computed once before the
-    first step (again on resume: they are a pure function of the seed and the encoder). Kept in
-    bf16 when training runs under bf16 autocast, whose linear layers take them in bf16 anyway."""
+    instance and of its plain crop (capellm.data.dataset.encode_crops; `pool`: those crops, already
+    made), computed once before the first step (again on resume: they are a pure function of the
+    seed and the encoder). Kept in bf16 when training runs under bf16 autocast, whose linear layers
+    take them in bf16 anyway."""
     was_training = vision.training
     vision.eval()
     attention = training_attention(vision, device, precision)
@@ -403,7 +422,8 @@ def frozen_features(cfg: RunConfig, vision, ds, device: torch.device, precision:
         return out.to(torch.bfloat16) if precision == "bf16" else out.float()
 
     try:
-        return encode_crops(ds.instances, cfg.model.crop, cfg.train.frozen_features, cfg.train.seed, ds.image, encode)
+        return encode_crops(ds.instances, cfg.model.crop, cfg.train.frozen_features, cfg.train.seed, ds.image, encode,
+                            pool=pool)
     finally:
         vision.train(was_training)
 

@@ -13,6 +13,7 @@ fails (research/demo_reading.md).
 
     python research/encoder_probe.py --steps 600
     python research/encoder_probe.py --steps 600 --set model.vision.random_config.patch_size=8
+    python research/encoder_probe.py --steps 600 --pool 4      # crops drawn from the demo's pool
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="pre-training steps (default: the preset's)")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="dotted config overrides")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pool", type=int, default=0,
+                   help="draw pre-training crops from a pool of N augmented crops per instance (as the demo)")
     args = p.parse_args(argv)
 
     from capellm.baselines import MeanPositionBaseline, evaluate_baseline
@@ -71,7 +74,8 @@ def main(argv=None) -> int:
     from capellm import synth
     from capellm.data.categories import name_key
     from capellm.data.coco import load_keypoint_dataset
-    from capellm.data.dataset import categories_for
+    from capellm.data.dataset import categories_for, make_crops
+    from capellm.data.images import ImageCache
     from capellm.demo import demo_config
     from capellm.evaluate import category_labels
     from capellm.metrics import PCKAccumulator
@@ -91,9 +95,10 @@ def main(argv=None) -> int:
     torch.manual_seed(args.seed)
     vision = VisionEncoder(build_vision_backbone(cfg.model.vision))
     t0 = time.time()
+    pool = make_crops(train.instances, cfg.model.crop, args.pool, args.seed, ImageCache()) if args.pool else None
     stats = pretrain_encoder(vision, train.instances, train_cats, cfg.model.crop, steps,
                              cfg.train.encoder_pretrain.batch_size, cfg.train.encoder_pretrain.lr, "names",
-                             seed=args.seed)
+                             seed=args.seed, pool=pool)
     print(f"encoder pre-training: {steps} steps, loss {stats['loss'][0]:.3f} -> {stats['loss'][1]:.3f}, "
           f"{time.time() - t0:.0f} s")
     names = {name_key(kp.name): c for cid, cls in keypoint_classes(train_cats, "names").items()

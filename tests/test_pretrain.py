@@ -104,3 +104,35 @@ def test_training_with_pretraining_resumes_exactly(tiny_data, tmp_path):
     torch.manual_seed(0)
     fresh = CapeLLM(config("x").model).trained_state_dict()
     assert any(k.startswith("vision.") and not torch.equal(fresh[k], a[k]) for k in a)   # pre-trained, saved
+
+
+def test_pretraining_draws_from_the_crop_pool(tiny_data, monkeypatch):
+    """With a pool (`make_crops`), pre-training crops nothing itself, learns as well, and its
+    result is a pure function of the seed."""
+    import capellm.pretrain as pretrain_module
+    from capellm.data.dataset import make_crops
+    from capellm.data.images import ImageCache
+
+    cfg = tiny_config(tiny_data, "unused")
+    cfg.model.crop.augment = True
+    data = load_keypoint_dataset(cfg.data.train_file, cfg.data.image_root)
+    cats = categories_for(data, cfg.data.categories)
+    pool = make_crops(data.instances, cfg.model.crop, 3, 0, ImageCache())
+    assert pool.pixels.shape == (len(data.instances), 4, 64, 64, 3) and pool.pixels.dtype == torch.uint8
+
+    def no_crop(*a, **k):
+        raise AssertionError("pre-training cropped afresh despite the pool")
+
+    monkeypatch.setattr(pretrain_module, "crop_instance", no_crop)
+    results = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = CapeLLM(cfg.model)
+        stats = pretrain_encoder(model.vision, data.instances, cats, cfg.model.crop, steps=60, batch_size=8,
+                                 lr=3e-3, pool=pool)
+        results.append(model.vision.state_dict())
+    first, last = stats["loss"]
+    assert last < 0.8 * first, stats
+    assert all(torch.equal(results[0][k], results[1][k]) for k in results[0])
+    with pytest.raises(ValueError, match="crop pool"):
+        pretrain_encoder(model.vision, data.instances[1:], cats, cfg.model.crop, steps=1, pool=pool)

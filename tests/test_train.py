@@ -19,6 +19,7 @@ from conftest import tiny_config
 from safetensors.torch import load_file
 
 from capellm import checkpoint as ckpt
+from capellm.data.coco import load_keypoint_dataset
 from capellm.train import lr_lambda, train
 
 
@@ -210,6 +211,48 @@ def test_frozen_features_are_the_encoders_output_on_the_pooled_crops(tiny_data, 
     with torch.no_grad(), acc.autocast(), training_attention(model, acc.device, acc.mixed_precision):
         losses = [model(collate(items, pad))["loss"] for items in (feature_items, pixel_items)]
     torch.testing.assert_close(*losses)
+
+
+def test_pooled_crops_encode_as_crops_made_batch_by_batch(tiny_data, tmp_path):
+    """The pool's crops, made at once (for pre-training to share) or a batch at a time, are the
+    same crops (uint8 pixels normalised as crop_instance does) and give the same features."""
+    import numpy as np
+
+    from capellm.data.crops import crop_instance
+    from capellm.data.dataset import encode_crops, make_crops
+    from capellm.data.images import ImageCache
+
+    cfg = _frozen_config(tiny_data, tmp_path / "ff")
+    data = load_keypoint_dataset(cfg.data.train_file, cfg.data.image_root)
+    crop, image = cfg.model.crop, ImageCache()
+    pool = make_crops(data.instances, crop, 2, 0, image)
+    inst = data.instances[3]
+    ref = crop_instance(image(inst.image_path), inst.bbox, inst.keypoints, inst.visible, crop,
+                        np.random.default_rng([0, 0x504F4F4C, 3, 1]))
+    assert torch.equal(pool.normalised(torch.tensor([3]), torch.tensor([1]), crop)[0], ref.pixel_values)
+    assert np.array_equal(pool.crops[3][1][0], ref.keypoints)
+    encode = lambda px: px.mean(dim=(2, 3))[:, None, :]        # noqa: E731  [B, 1, 3]
+    made = [encode_crops(data.instances, crop, 2, 0, image, encode, batch_size=7, pool=p) for p in (pool, None)]
+    assert torch.equal(made[0].features, made[1].features)
+    assert made[0].features.shape == (len(data.instances), 3, 1, 3)
+    assert all(np.array_equal(a[0], b[0]) for ra, rb in zip(made[0].crops, made[1].crops) for a, b in zip(ra, rb))
+
+
+def test_training_shares_the_pools_crops_with_pre_training_and_resumes_exactly(tiny_data, tmp_path):
+    from capellm.config import EncoderPretrainConfig
+
+    def config(name):
+        return _frozen_config(tiny_data, tmp_path / name, max_steps=6, save_every=3,
+                              encoder_pretrain=EncoderPretrainConfig(steps=5, batch_size=4))
+
+    train(config("full"))
+    part = config("part")
+    train(part, stop_after_steps=3)
+    train(part, resume=True)                    # the pool is made again, from the same seed, without pre-training
+    assert_same_weights(weights(tmp_path / "full" / "model"), weights(tmp_path / "part" / "model"))
+    log = [json.loads(line) for line in (tmp_path / "full" / "train.log").read_text().splitlines()]
+    assert [r["crop_pool"] for r in log if "crop_pool" in r] == [3 * len(load_keypoint_dataset(
+        part.data.train_file, part.data.image_root).instances)]
 
 
 def test_training_on_frozen_features_resumes_exactly_and_needs_a_frozen_encoder(tiny_data, tmp_path):

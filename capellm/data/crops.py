@@ -128,7 +128,7 @@ def _normaliser(out_size: int) -> np.ndarray:
 class CropResult:
     """One encoder-ready crop and where the keypoints are in it."""
 
-    pixel_values: torch.Tensor  # float32 [3, S, S], normalised with cfg.mean / cfg.std
+    pixel_values: torch.Tensor  # float32 [3, S, S] normalised (cfg.mean, cfg.std); pixels=False: uint8 [S, S, 3]
     keypoints: np.ndarray  # float32 [K, 2] normalised crop coordinates (in [0, 1] inside the crop)
     in_crop: np.ndarray  # bool [K]: labelled AND inside [0, 1]^2
     matrix: np.ndarray  # float64 [2, 3] image pixels -> normalised crop coordinates
@@ -145,7 +145,7 @@ def crop_to_unit(bbox, cfg: CropConfig) -> np.ndarray:
 
 
 def crop_instance(image: Image.Image, bbox, keypoints, visible, cfg: CropConfig,
-                  rng: np.random.Generator | None = None) -> CropResult:
+                  rng: np.random.Generator | None = None, pixels: bool = True) -> CropResult:
     """Crop one instance for the encoder; keypoints follow the pixels through the same matrix.
 
     image: PIL image (converted to RGB if needed). bbox: cleaned [x, y, w, h].
@@ -153,6 +153,8 @@ def crop_instance(image: Image.Image, bbox, keypoints, visible, cfg: CropConfig,
     Augmentation only when cfg.augment is True AND rng is given. It always draws, in this
     order: scale, rotation coin, rotation angle, shift x, shift y (five draws, whatever the
     settings), so a change of probability does not re-deal the other parameters.
+    `pixels` False: pixel_values is the crop's uint8 [S, S, 3] array, not yet normalised
+    (`normalise_pixels` makes the encoder input of a batch of them).
     """
     kps = np.asarray(keypoints, dtype=np.float64)
     vis = np.asarray(visible).astype(bool)
@@ -182,7 +184,8 @@ def crop_instance(image: Image.Image, bbox, keypoints, visible, cfg: CropConfig,
     m_norm = compose(_normaliser(s), m_px)  # image px -> normalised crop coords
     kn = apply_affine(kps, m_norm)  # [K, 2]
     inside = np.all((kn >= 0.0) & (kn <= 1.0), axis=1)
-    return CropResult(pixel_values=image_to_tensor(crop, cfg), keypoints=kn.astype(np.float32),
+    return CropResult(pixel_values=image_to_tensor(crop, cfg) if pixels else np.asarray(crop),
+                      keypoints=kn.astype(np.float32),
                       in_crop=vis & inside, matrix=m_norm,
                       warped_from=image.size)
 
@@ -198,7 +201,12 @@ def image_to_tensor(image: Image.Image, cfg: CropConfig) -> torch.Tensor:
     s = cfg.input_size
     if image.size != (s, s):
         image = image.resize((s, s), Image.Resampling.BILINEAR)
-    t = torch.from_numpy(np.array(image)).permute(2, 0, 1).to(torch.float32, memory_format=torch.contiguous_format)
+    return normalise_pixels(torch.from_numpy(np.array(image))[None], cfg)[0]
+
+
+def normalise_pixels(pixels: torch.Tensor, cfg: CropConfig) -> torch.Tensor:
+    """uint8 crops [B, S, S, 3] -> float32 [B, 3, S, S], normalised with cfg.mean / cfg.std."""
+    t = pixels.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format)
     mean, std = _mean_std(tuple(cfg.mean), tuple(cfg.std))
     return t.div_(255.0).sub_(mean).div_(std)
 

@@ -28,7 +28,7 @@ from capellm.data.coco import Instance, KeypointDataset
 from capellm.data.instructions import (IGNORE_INDEX, PromptFormat, SegmentTokenizer, plan_groups,
                                        render_conversation)
 from capellm.config import CropConfig, InstructionConfig
-from capellm.data.crops import crop_instance, crop_to_unit
+from capellm.data.crops import crop_instance, crop_to_unit, normalise_pixels
 from capellm.data.images import ImageCache, ImageError, apply_affine
 
 
@@ -100,6 +100,25 @@ _POOL_CROP, _POOL_DRAW = 0x504F4F4C, 0x44524157     # random-stream tags of the 
 
 
 @dataclass
+class CropPool:
+    """`n` augmented crops of every instance and its plain crop (entry n), as 8-bit pixels, made
+    once: the frozen-feature pool encodes them, and encoder pre-training can draw from them instead
+    of cropping afresh (`train.frozen_features`)."""
+
+    pixels: torch.Tensor                            # uint8 [instances, n + 1, S, S, 3]
+    crops: list[list[tuple[np.ndarray, np.ndarray] | None]]  # [instance][entry]: keypoints [K, 2], in_crop [K]
+
+    @property
+    def n(self) -> int:
+        return self.pixels.shape[1] - 1
+
+    def normalised(self, index: torch.Tensor, entry: torch.Tensor, crop: CropConfig) -> torch.Tensor:
+        """Float32 [B, 3, S, S] encoder input of pool entries (index[b], entry[b]), normalised as
+        `crop_instance` does."""
+        return normalise_pixels(self.pixels[index, entry], crop)
+
+
+@dataclass
 class FrozenFeatures:
     """What a frozen encoder makes of `n` augmented crops of every instance and of its plain crop
     (entry n), computed once before training (`train.frozen_features`, `encode_crops`)."""
@@ -112,38 +131,47 @@ class FrozenFeatures:
         return self.features.shape[1] - 1
 
 
-def encode_crops(instances: list[Instance], crop: CropConfig, n: int, seed: int, image: ImageCache,
-                 encode, batch_size: int = 256) -> FrozenFeatures:
-    """Crop every instance n times with augmentation (a pure function of (seed, instance, entry))
-    and once plainly, and encode the crops in batches with `encode` (pixels [B, 3, S, S] -> [B, N,
-    D]). An instance whose image cannot be decoded gets zero features and no crops (its samples are
-    then skipped like any undecodable image). Without augmentation (crop.augment false) only the
-    plain crop is made."""
+def make_crops(instances: list[Instance], crop: CropConfig, n: int, seed: int, image: ImageCache,
+               first: int = 0) -> CropPool:
+    """Crop every instance n times with augmentation (a pure function of (seed, instance index,
+    entry); instance j of the list has index first + j) and once plainly. An instance whose image
+    cannot be decoded gets black crops and no keypoints (None): its samples are then skipped like
+    any undecodable image. Without augmentation (crop.augment false) only the plain crop is made."""
     n = n if crop.augment else 0
+    s = crop.input_size
+    pixels = torch.zeros(len(instances), n + 1, s, s, 3, dtype=torch.uint8)
     rows: list[list[tuple[np.ndarray, np.ndarray] | None]] = []
-    pending: list[torch.Tensor] = []
-    out: list[torch.Tensor] = []
-    blank = torch.zeros(3, crop.input_size, crop.input_size)
     for j, inst in enumerate(instances):
         try:
             picture = image(inst.image_path)
         except ImageError as e:
             log.warning("frozen features: %s", e)
             rows.append([None] * (n + 1))
-            pending.extend([blank] * (n + 1))
-        else:
-            row = []
-            for entry in range(n + 1):
-                rng = np.random.default_rng([seed, _POOL_CROP, j, entry]) if entry < n else None
-                c = crop_instance(picture, inst.bbox, inst.keypoints, inst.visible, crop, rng)
-                row.append((c.keypoints, c.in_crop))
-                pending.append(c.pixel_values)
-            rows.append(row)
-        while len(pending) >= batch_size:
-            out.append(encode(torch.stack(pending[:batch_size])))
-            del pending[:batch_size]
-    if pending:
-        out.append(encode(torch.stack(pending)))
+            continue
+        row = []
+        for entry in range(n + 1):
+            rng = np.random.default_rng([seed, _POOL_CROP, first + j, entry]) if entry < n else None
+            c = crop_instance(picture, inst.bbox, inst.keypoints, inst.visible, crop, rng, pixels=False)
+            pixels[j, entry].numpy()[...] = c.pixel_values
+            row.append((c.keypoints, c.in_crop))
+        rows.append(row)
+    return CropPool(pixels, rows)
+
+
+def encode_crops(instances: list[Instance], crop: CropConfig, n: int, seed: int, image: ImageCache,
+                 encode, batch_size: int = 256, pool: CropPool | None = None) -> FrozenFeatures:
+    """The features of `make_crops`' crops, encoded in batches of about `batch_size` crops with
+    `encode` (pixels [B, 3, S, S] -> [B, N, D]). `pool`: crops already made (`make_crops` of the
+    same instances and settings); otherwise they are made here a batch at a time, so the pixels of
+    all crops are never held at once."""
+    n = n if crop.augment else 0
+    per = max(1, batch_size // (n + 1))                  # instances per batch
+    rows, out = [], []
+    for start in range(0, len(instances), per):
+        part = (CropPool(pool.pixels[start:start + per], pool.crops[start:start + per]) if pool is not None
+                else make_crops(instances[start:start + per], crop, n, seed, image, first=start))
+        rows.extend(part.crops)
+        out.append(encode(normalise_pixels(part.pixels.flatten(0, 1), crop)))
     features = torch.cat(out)
     return FrozenFeatures(features.view(len(instances), n + 1, *features.shape[1:]), rows)
 
