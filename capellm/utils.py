@@ -15,15 +15,20 @@ from pathlib import Path
 import numpy as np
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+def atomic_write_bytes(path: str | Path, data: bytes, sync: bool = True) -> None:
+    """Write `path` whole or not at all (a temporary file renamed over it), flushed to the disk
+    first. `sync` False skips the flush: for many files that one marker, written after an
+    `os.sync()`, vouches for (capellm.synth); a power loss before the marker can leave them empty,
+    and the missing marker then says so."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -129,10 +129,9 @@ def inside(poly, p) -> bool:
     poly = np.asarray(poly, float)
     x, y = float(p[0]), float(p[1])
     xs, ys = poly[:, 0], poly[:, 1]
-    xj, yj = np.roll(xs, 1), np.roll(ys, 1)
-    cross = (ys > y) != (yj > y)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        xint = (xj - xs) * (y - ys) / (yj - ys) + xs
+    xj, yj = np.concatenate((xs[-1:], xs[:-1])), np.concatenate((ys[-1:], ys[:-1]))   # previous vertex
+    cross = (ys > y) != (yj > y)                          # the edge spans the ray's height: yj != ys
+    xint = (xj - xs) * (y - ys) / np.where(cross, yj - ys, 1.0) + xs
     return bool(np.count_nonzero(cross & (x < xint)) % 2)
 
 

@@ -9,6 +9,7 @@ coordinates are mapped so that a keypoint lands on the centre of the part drawn 
 from __future__ import annotations
 
 import colorsys
+import functools
 import math
 
 import numpy as np
@@ -63,8 +64,16 @@ def _lowfreq(rng, S: int, cells: int) -> np.ndarray:
     return np.asarray(small.resize((S, S), Image.BILINEAR), np.float32) / 127.5 - 1.0
 
 
-def _background(rng, S: int, pal: dict) -> Image.Image:
+@functools.lru_cache(maxsize=4)
+def _unit_grid(S: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column coordinates / S, [S, S] float32 each (made once per size, read-only)."""
     yy, xx = np.mgrid[0:S, 0:S].astype(np.float32) / S
+    yy.flags.writeable = xx.flags.writeable = False
+    return yy, xx
+
+
+def _background(rng, S: int, pal: dict) -> Image.Image:
+    yy, xx = _unit_grid(S)
     a = rng.uniform(0, 2 * math.pi)
     t = (xx * math.cos(a) + yy * math.sin(a))
     t = (t - t.min()) / (t.max() - t.min() + 1e-6)
