@@ -42,7 +42,7 @@ def test_sweep_variant_lines():
         sweep.parse_variant("v2 lr")
 
 
-@pytest.mark.parametrize("variants", ["demo_variants.txt", "demo_variants_steps.txt"])
+@pytest.mark.parametrize("variants", ["demo_variants.txt", "demo_variants_steps.txt", "demo_variants_batch.txt"])
 def test_sweep_demo_variants_build(tmp_path, variants):
     from pathlib import Path
 
@@ -94,15 +94,32 @@ def test_sweep_runs_resumes_and_pretrains(tiny_synth, tmp_path, capsys):
     assert "RESULT" not in capsys.readouterr().out
 
 
-def test_encoder_probe_scores_every_unseen_category(tiny_synth, capsys):
+@pytest.mark.parametrize("pool", ["0", "2"])
+def test_encoder_probe_scores_every_unseen_category(tiny_synth, capsys, pool):
     import json
 
     probe = _load_research("encoder_probe")
-    assert probe.main(["--data", str(tiny_synth), "--preset", "tiny", "--steps", "2",
-                       "--set", "train.encoder_pretrain_batch_size=4"]) == 0
+    assert probe.main(["--data", str(tiny_synth), "--preset", "tiny", "--steps", "2", "--pool", pool,
+                       "--set", "train.encoder_pretrain_batch_size=4", "model.crop.augment=true"]) == 0
     rows = [[c.strip() for c in r.split("|")[1:-1]] for r in capsys.readouterr().out.splitlines()
             if r.startswith("| ") and "---" not in r]
     split = json.loads((tiny_synth / "annotations" / "synth_split1_test.json").read_text())
     assert sorted(r[0] for r in rows[1:-2]) == sorted(c["name"] for c in split["categories"])
     assert [r[0] for r in rows[-2:]] == ["overall PCK@0.2", "overall mPCK"]
     assert all(0 <= float(x) <= 100 for r in rows[1:] for x in r[-2:])
+
+
+def test_step_throughput_times_every_variant(tiny_synth):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    # its own process: accelerate keeps one mixed-precision state per process, and the benchmark's
+    # float32 state would clash with the bf16 one of this process's earlier trainings
+    script = Path(__file__).parents[1] / "research" / "step_throughput.py"
+    run = subprocess.run([sys.executable, str(script), "--data", str(tiny_synth), "--rounds", "2", "--samples", "4",
+                          "--threads", "1", "2/bpe:1000/384", "4/bpe:1000:2/192"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = [x.split() for x in run.stdout.splitlines() if "samples/s" in x]
+    assert [r[0] for r in rows] == ["2/bpe:1000/384", "4/bpe:1000:2/192"] and all(float(r[1]) > 0 for r in rows)
