@@ -269,3 +269,18 @@ def test_training_on_frozen_features_resumes_exactly_and_needs_a_frozen_encoder(
     bad.model.vision.mode = "lora"
     with pytest.raises(ConfigError, match="frozen_features needs model.vision.mode 'frozen'"):
         bad.__post_init__()
+
+
+def test_pre_training_shares_the_pools_crops_only_where_their_pixels_fit():
+    """The demo's pool (4,800 instances, 5 crops of 64 px: 295 MB) is shared; MP-100's at 224 px
+    (about 12,000 instances: 9 GB) is made a batch at a time after pre-training instead."""
+    from capellm.config import preset
+    from capellm.train import SHARED_CROPS_MAX_BYTES, shared_crops
+
+    demo = preset("demo")
+    assert demo.train.frozen_features == 4 and shared_crops(demo, 4800)
+    assert 4800 * 5 * 64 * 64 * 3 <= SHARED_CROPS_MAX_BYTES
+    demo.model.crop.input_size = 224
+    assert not shared_crops(demo, 12000)
+    demo.model.crop.input_size, demo.train.frozen_features = 64, 0
+    assert not shared_crops(demo, 4800)
