@@ -426,3 +426,11 @@ def test_bpe_digit_groups_are_checked():
         build_bpe_tokenizer(["a"], 400, digits=4)
     with pytest.raises(ValueError, match="cannot hold"):
         build_bpe_tokenizer(["a"], 400, digits=3)
+
+
+def test_bpe_single_digits_need_no_room_for_groups():
+    """Single digits (the default) add no groups, so a small vocabulary stays valid."""
+    from capellm.model.language_model import build_bpe_tokenizer
+
+    tok = build_bpe_tokenizer(["left eye", "[0.47,0.81]"], 280)
+    assert [tok.decode([t]) for t in tok("47", add_special_tokens=False)["input_ids"]] == ["4", "7"]

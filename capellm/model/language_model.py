@@ -52,7 +52,8 @@ def build_bpe_tokenizer(texts: list[str], vocab_size: int, markers: tuple[str, .
     if not 1 <= digits <= 3:
         raise ValueError(f"digits per number token must be 1, 2 or 3, got {digits}")
     groups = [f"{v:0{n}d}" for n in range(2, digits + 1) for v in range(10 ** n)]
-    if len(groups) + 300 > vocab_size:
+    room = vocab_size - 256 - len(CHAR_SPECIALS)           # beyond the byte alphabet and the specials
+    if len(groups) > room:
         raise ValueError(f"a BPE vocabulary of {vocab_size} cannot hold the {len(groups)} groups of "
                          f"{digits} digits; make it larger or the groups shorter")
     tk = Tokenizer(models.BPE(unk_token=None))
