@@ -322,3 +322,29 @@ def test_bf16_cpu_training_attention_matches_sdpa_and_is_restored():
     _, ref_loss, ref_grads = loss_and_grads(training_attention(model, torch.device("cpu"), "no"))
     torch.testing.assert_close(loss, ref_loss, rtol=2e-2, atol=2e-2)
     assert F.cosine_similarity(grads, ref_grads, dim=0) > 0.99
+
+
+def test_gradient_checkpointing_recomputes_the_same_loss_and_gradients_without_deprecation_warnings():
+    import warnings
+
+    from capellm.model.capellm import set_activation_checkpointing
+
+    items = [sample(tiny_model(), [0, 1], np.array([[0.1, 0.2], [0.3, 0.4]]))]
+
+    def loss_and_grads(model):
+        model.train()
+        loss = model(collate(items, model.tokenizer.pad_token_id))["loss"]
+        loss.backward()
+        return loss.detach(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        model = tiny_model(gradient_checkpointing=True)
+        layers = model.llm.model.layers
+        assert all(layer.gradient_checkpointing for layer in layers)
+        loss, grads = loss_and_grads(model)
+        set_activation_checkpointing(model.llm, False)
+        assert not any(layer.gradient_checkpointing for layer in layers)
+    ref_loss, ref_grads = loss_and_grads(tiny_model())
+    torch.testing.assert_close(loss, ref_loss)
+    torch.testing.assert_close(grads, ref_grads)

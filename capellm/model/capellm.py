@@ -109,6 +109,18 @@ def _finite(v: float) -> float | None:
     return v if np.isfinite(v) else None
 
 
+def set_activation_checkpointing(llm: nn.Module, on: bool) -> None:
+    """Recompute the decoder layers' activations in the backward pass (non-reentrant), or stop.
+    transformers 5.2x calls it activation checkpointing, earlier versions gradient checkpointing."""
+    new = hasattr(llm, "activation_checkpointing_enable")
+    if not on:
+        (llm.activation_checkpointing_disable if new else llm.gradient_checkpointing_disable)()
+    elif new:
+        llm.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def _set_trainable(module: nn.Module, trainable: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(trainable)
@@ -156,7 +168,7 @@ class CapeLLM(nn.Module):
         if self.keypoint_head is not None:
             _set_trainable(self.keypoint_head, True)
         if self.cfg.llm.gradient_checkpointing:
-            self.llm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            set_activation_checkpointing(self.llm, True)
 
     def param_groups(self, lr: float, weight_decay: float) -> list[dict]:
         """One optimiser group per component, each with its own learning rate."""
