@@ -44,6 +44,7 @@ import platform
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -289,6 +290,7 @@ def train_section(rep: Report, name: str, llm_shape: dict, vision_shape: dict, t
                 m = time_training(model, batch, device, args.warmup, args.steps)
             except torch.cuda.OutOfMemoryError:
                 row["oom"] = True
+                model.zero_grad(set_to_none=True)               # a backward cut short leaves gradients
                 rep.log(f"[train {name}] micro-batch {mb}, checkpointing {ckpt}: out of memory")
             else:
                 flops = train_flops(model, mb, args.text_tokens)["total"]
@@ -401,14 +403,21 @@ def main(argv=None) -> int:
         if time.perf_counter() > deadline:
             rep.data["skipped"].append({"section": section, "why": "budget"})
             continue
-        if section in shapes:
-            label, shape = shapes[section]
-            llm, vision = (TINY["llm"], TINY["vision"]) if args.dry_run else (shape, DINOV2_L14_SHAPE)
-            train_section(rep, label, llm, vision, tokenizer, device, args, peaks, deadline)
-        elif section == "decode":
-            decode_section(rep, tokenizer, device, args, deadline)
-        else:
+        if section not in (*shapes, "decode"):
             p.error(f"unknown section {section!r}")
+        try:        # a section that breaks (a first run on new hardware) leaves the others to run
+            if section == "decode":
+                decode_section(rep, tokenizer, device, args, deadline)
+            else:
+                label, shape = shapes[section]
+                llm, vision = (TINY["llm"], TINY["vision"]) if args.dry_run else (shape, DINOV2_L14_SHAPE)
+                train_section(rep, label, llm, vision, tokenizer, device, args, peaks, deadline)
+        except Exception as e:                                      # noqa: BLE001 (recorded, not hidden)
+            rep.data.setdefault("errors", []).append({"section": section, "error": repr(e),
+                                                      "traceback": traceback.format_exc()})
+            rep.log(f"[{section}] failed: {e!r}")
+            rep.save()
+        release()                                                   # what a failed section held
     rep.data["meta"]["seconds"] = round(time.perf_counter() - start, 1)
     rep.save()
     rep.log(f"done in {rep.data['meta']['seconds']} s: {rep.out / 'gpu_suite.json'}")

@@ -63,3 +63,14 @@ def test_gpu_suite_model_flops_match_torch_flop_counter(tokenizer):
     assert flops["total"] == flops["dense"] + flops["attention"] + flops["head"]
     assert counter.get_total_flops() == pytest.approx(flops["dense"] + flops["head"], rel=0.03)
     assert gpu_suite.train_flops(model, 4, 120)["total"] == 2 * flops["total"]
+
+
+def test_gpu_suite_records_a_failing_section_and_runs_the_others(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access")
+
+    monkeypatch.setattr(gpu_suite, "decode_section", broken)
+    assert gpu_suite.main(["--dry-run", "--out", str(tmp_path), "--sections", "decode,train1b"]) == 0
+    data = json.loads((tmp_path / "gpu_suite.json").read_text())
+    assert [e["section"] for e in data["errors"]] == ["decode"] and "illegal memory access" in data["errors"][0]["error"]
+    assert {r["llm"] for r in data["train"]} == {"llama-3.2-1b"} and len(data["train"]) == 4
