@@ -123,3 +123,20 @@ def test_step_throughput_times_every_variant(tiny_synth):
     assert run.returncode == 0, run.stderr[-2000:]
     rows = [x.split() for x in run.stdout.splitlines() if "samples/s" in x]
     assert [r[0] for r in rows] == ["2/bpe:1000/384", "4/bpe:1000:2/192"] and all(float(r[1]) > 0 for r in rows)
+
+
+def test_step_profile_splits_the_step_and_times_both_attentions(tiny_synth):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "research" / "step_profile.py"      # own process, as above
+    run = subprocess.run([sys.executable, str(script), "--data", str(tiny_synth), "--steps", "2", "--batches", "2",
+                          "--rounds", "1", "--threads", "1"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = run.stdout.splitlines()
+    split = [x for x in lines if x.startswith("  ") and x.endswith(" ms") and "mean" not in x]
+    assert {x.rsplit(None, 2)[0].strip() for x in split} >= {"matrix products, elsewhere",
+                                                             "element-wise and other, attention scores"}
+    ab = [x.split() for x in lines if "mean" in x]
+    assert len(ab) == 2 and all(float(r[r.index("mean") + 1]) > 0 for r in ab)
