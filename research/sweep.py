@@ -123,7 +123,7 @@ def _run_one(args, line: str) -> dict:
         model = CapeLLM.from_pretrained(ckpt.latest_checkpoint(cfg.train.out_dir))
         row = {"step": min(done + args.every, cfg.train.max_steps), "seconds": round(time.time() - t0)}
         for split, (data, cats) in splits.items():
-            r = image_reliance(model, data, cats)
+            r = image_reliance(model, data, cats, samples=args.gap_samples)
             row[f"{split}_loss"], row[f"{split}_gap"] = round(r["loss"], 4), round(r["gap"], 4)
         history.append(row)
         atomic_write_json(store, history)
@@ -137,14 +137,15 @@ def _run_one(args, line: str) -> dict:
               **{k: round(100 * overall[k], 2) for k in ("PCK@0.1", "PCK@0.2", "mPCK")},
               "PCK@0.2 per category": {c: round(100 * v["PCK@0.2"], 2) for c, v in scores["per_category"].items()}}
     if args.heldout:
-        result["heldout"] = heldout_scores(model, cfg, args.heldout, *splits["train"])
+        result["heldout"] = heldout_scores(model, cfg, args.heldout, *splits["train"], gap_samples=args.gap_samples)
         log(f"new instances of the training categories: {result['heldout']}")
     atomic_write_json(run_dir / "result.json", result)
     log(f"RESULT PCK@0.2 {result['PCK@0.2']} mPCK {result['mPCK']} after {done} steps")
     return result
 
 
-def heldout_scores(model, cfg, root: str, train_data, train_cats, max_instances: int = 480) -> dict:
+def heldout_scores(model, cfg, root: str, train_data, train_cats, max_instances: int = 480,
+                   gap_samples: int = 64) -> dict:
     """PCK of the model and of the mean-position baseline (fit on the training split) on new
     instances of the training categories: split `cfg`'s training file of the benchmark in `root`,
     generated with another seed (same categories, other instances). Tells reading the image apart
@@ -164,7 +165,7 @@ def heldout_scores(model, cfg, root: str, train_data, train_cats, max_instances:
     model_pck = evaluate(model, sub, cats, cfg.eval)["overall"]
     base = MeanPositionBaseline(cfg.model.crop).fit(train_data.instances, train_cats)
     base_pck = evaluate_baseline(base.predict, sub, cats, cfg.eval.thresholds, category_labels(sub, cats))["overall"]
-    return {"instances": len(sub.instances), "gap": round(image_reliance(model, data, cats)["gap"], 4),
+    return {"instances": len(sub.instances), "gap": round(image_reliance(model, data, cats, samples=gap_samples)["gap"], 4),
             "PCK@0.2": round(100 * model_pck["PCK@0.2"], 2), "mPCK": round(100 * model_pck["mPCK"], 2),
             "baseline PCK@0.2": round(100 * base_pck["PCK@0.2"], 2), "baseline mPCK": round(100 * base_pck["mPCK"], 2)}
 
@@ -185,6 +186,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log", default=None, help="also append every line to this file")
     p.add_argument("--heldout", default=None, help="also score new instances of the training categories: a "
                    "benchmark folder generated with another seed (made if missing)")
+    p.add_argument("--gap-samples", type=int, default=64, help="conversations each image-reliance gap is measured on")
     p.add_argument("--only", default=None, help="(internal) run the variant of this line in this process")
     return p
 
@@ -213,7 +215,8 @@ def main(argv=None) -> int:
     else:
         base = [sys.executable, __file__, args.variants, "--data", args.data, "--out", args.out, "--preset",
                 args.preset, "--split", str(args.split), "--seed", str(args.seed), "--every", str(args.every),
-                "--deadline", str(args.deadline), "--threads", str(args.threads)] + (["--log", args.log] if args.log else [])
+                "--deadline", str(args.deadline), "--threads", str(args.threads),
+                "--gap-samples", str(args.gap_samples)] + (["--log", args.log] if args.log else [])
         base += ["--heldout", args.heldout] if args.heldout else []
         procs: list[subprocess.Popen] = []
         for ln in todo:

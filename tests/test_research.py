@@ -74,7 +74,7 @@ def test_sweep_runs_resumes_and_pretrains(tiny_synth, tmp_path, capsys):
     variants.write_text("# two variants\nplain train.max_steps=2\n"
                         "pre train.max_steps=1 train.encoder_pretrain_steps=2 model.vision.mode=frozen\n")
     argv = [str(variants), "--data", str(tiny_synth), "--out", str(tmp_path / "out"), "--preset", "tiny",
-            "--every", "1", "--threads", "1", "--heldout", str(tmp_path / "heldout")]
+            "--every", "1", "--threads", "1", "--heldout", str(tmp_path / "heldout"), "--gap-samples", "8"]
     threads = torch.get_num_threads()
     assert sweep.main(argv) == 0
     for name, steps in (("plain", 2), ("pre", 1)):
