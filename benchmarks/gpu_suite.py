@@ -166,8 +166,8 @@ def build(llm_shape: dict, vision_shape: dict, tokenizer, device: torch.device, 
     return model
 
 
-def release(*objs) -> None:
-    del objs
+def release() -> None:
+    """Give back the GPU memory of what the caller has deleted."""
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
@@ -291,6 +291,7 @@ def train_section(rep: Report, name: str, llm_shape: dict, vision_shape: dict, t
             except torch.cuda.OutOfMemoryError:
                 row["oom"] = True
                 model.zero_grad(set_to_none=True)               # a backward cut short leaves gradients
+                release()
                 rep.log(f"[train {name}] micro-batch {mb}, checkpointing {ckpt}: out of memory")
             else:
                 flops = train_flops(model, mb, args.text_tokens)["total"]
@@ -303,8 +304,6 @@ def train_section(rep: Report, name: str, llm_shape: dict, vision_shape: dict, t
                         + (f", peak {row['peak_gib']:.1f} GiB" if "peak_gib" in row else ""))
             rep.data["train"].append(row)
             rep.save()
-            release(batch)
-    release(model)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,7 +359,6 @@ def decode_section(rep: Report, tokenizer, device, args, deadline: float) -> Non
         rep.log(f"[decode] batch {args.big_batch}: {d['big_batch_keypoints_per_s']:.0f} keypoints/s; one test split of "
                 f"{SPLIT_INSTANCES} instances in {d['split_seconds']:.0f} s")
     rep.save()
-    release(model)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,7 +415,7 @@ def main(argv=None) -> int:
                                                       "traceback": traceback.format_exc()})
             rep.log(f"[{section}] failed: {e!r}")
             rep.save()
-        release()                                                   # what a failed section held
+        release()                                    # the section's models, also where it failed
     rep.data["meta"]["seconds"] = round(time.perf_counter() - start, 1)
     rep.save()
     rep.log(f"done in {rep.data['meta']['seconds']} s: {rep.out / 'gpu_suite.json'}")
