@@ -77,13 +77,12 @@ class Report:
         self.out = out
         out.mkdir(parents=True, exist_ok=True)
         self.data = {"meta": meta, "train": [], "decode": {}, "skipped": []}
-        self.log_file = (out / "gpu_suite.log").open("a", encoding="utf-8")
         self.save()
 
     def log(self, msg: str) -> None:
         print(msg, flush=True)
-        self.log_file.write(msg + "\n")
-        self.log_file.flush()
+        with (self.out / "gpu_suite.log").open("a", encoding="utf-8") as f:
+            f.write(msg + "\n")
 
     def save(self) -> None:
         from capellm.utils import atomic_write_json
@@ -382,6 +381,9 @@ def main(argv=None) -> int:
     if args.dry_run:
         args.text_tokens, args.micro_batches, args.warmup, args.steps = 40, [1, 2], 1, 1
         args.instances, args.big_batch, args.bpe_vocab = 1, 2, 2000
+    sections = args.sections.split(",")
+    if unknown := sorted(set(sections) - {"train8b", "decode", "train1b"}):
+        p.error(f"unknown sections {unknown}; known: train8b, decode, train1b")
     start = time.perf_counter()
     deadline = start + args.budget_s
     device = torch.device("cpu" if args.dry_run else "cuda")
@@ -397,12 +399,10 @@ def main(argv=None) -> int:
     rep.log("bf16 matrix product: " + ", ".join(f"{k} {v / 1e12:.1f} TFLOP/s" for k, v in peaks.items()))
     tokenizer = paper_tokenizer(args.bpe_vocab)
     shapes = {"train8b": ("llama-3.1-8b", LLAMA31_8B_SHAPE), "train1b": ("llama-3.2-1b", LLAMA32_1B_SHAPE)}
-    for section in args.sections.split(","):
+    for section in sections:
         if time.perf_counter() > deadline:
             rep.data["skipped"].append({"section": section, "why": "budget"})
             continue
-        if section not in (*shapes, "decode"):
-            p.error(f"unknown section {section!r}")
         try:        # a section that breaks (a first run on new hardware) leaves the others to run
             if section == "decode":
                 decode_section(rep, tokenizer, device, args, deadline)
