@@ -89,14 +89,19 @@ def build_model(gpu: bool, answer: str = "text") -> CapeLLM:
     cfg.llm.name_or_path, cfg.llm.gguf_file = "random", ""
     cfg.llm.random_config = dict(LLAMA31_8B_SHAPE)
     torch.manual_seed(0)
+    return build_in_bf16(cfg, tok, torch.device("cuda")).eval()
+
+
+def build_in_bf16(cfg, tokenizer, device: torch.device) -> CapeLLM:
+    """A CapeLLM whose random weights are made directly in bf16 on `device` (the 8B shapes in
+    float32 on the CPU first would take minutes and 32 GB)."""
     default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)       # initialise the 8B shapes directly in bf16 on the GPU
+    torch.set_default_dtype(torch.bfloat16)
     try:
-        with torch.device("cuda"):
-            model = CapeLLM(cfg, tokenizer=tok)
+        with torch.device(device):
+            return CapeLLM(cfg, tokenizer=tokenizer)
     finally:
         torch.set_default_dtype(default)
-    return model.eval()
 
 
 def make_crops(model: CapeLLM, category: Category, n: int, seed: int = 0):

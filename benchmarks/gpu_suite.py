@@ -52,8 +52,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.decode import (CATEGORIES, DINOV2_L14_SHAPE, LLAMA31_8B_SHAPE, engine,  # noqa: E402
-                               hf_batch, make_crops, parses, timed)
+from benchmarks.decode import (CATEGORIES, DINOV2_L14_SHAPE, LLAMA31_8B_SHAPE, build_in_bf16,  # noqa: E402
+                               engine, hf_batch, make_crops, parses, sync, timed)
 
 LLAMA32_1B_SHAPE = {"model_type": "llama", "hidden_size": 2048, "num_hidden_layers": 16,
                     "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 8192,
@@ -141,7 +141,6 @@ def build(llm_shape: dict, vision_shape: dict, tokenizer, device: torch.device, 
     """A `paper-l` CapeLLM of these shapes with random weights, its bases made in bf16 on the
     device; with `lora`, the adapters and the projector (what trains) in float32."""
     from capellm.config import preset
-    from capellm.model.capellm import CapeLLM
 
     cfg = preset("paper-l").model
     cfg.vision.name_or_path, cfg.vision.random_config = "random", dict(vision_shape)
@@ -151,13 +150,7 @@ def build(llm_shape: dict, vision_shape: dict, tokenizer, device: torch.device, 
     if not lora:
         cfg.projector.mode = "frozen"
     torch.manual_seed(0)
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        with torch.device(device):
-            model = CapeLLM(cfg, tokenizer=tokenizer)
-    finally:
-        torch.set_default_dtype(default)
+    model = build_in_bf16(cfg, tokenizer, device)
     with torch.no_grad():
         for p in model.parameters():
             if p.requires_grad:
@@ -214,11 +207,6 @@ def train_flops(model, batch: int, text_tokens: int) -> dict:
     # forward + backward: input gradients of the frozen bases (as much again), attention twice
     parts = {"dense": 2 * batch * dense, "attention": 3 * batch * attention, "head": 2 * batch * out_head}
     return {**parts, "total": sum(parts.values())}
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_training(model, batch: dict, device: torch.device, warmup: int, steps: int) -> dict:
