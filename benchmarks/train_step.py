@@ -31,13 +31,15 @@ from unittest import mock
 import torch
 
 
-def build(args, fast: bool):
+def build(args, fast: bool) -> tuple[list, float]:
+    """The state `run_steps` trains (config, accelerator, model, data set, optimiser, precision,
+    the epoch's batches, the position in them) of one path, and the seconds its feature pool took."""
     from dataclasses import replace
 
     from capellm.data.images import ImageCache
     from capellm.demo import demo_config
     from capellm.data.instructions import PromptFormat
-    from capellm.train import build_training, frozen_features, make_accelerator
+    from capellm.train import build_training, epoch_batches, frozen_features, make_accelerator
 
     cfg = demo_config(args.data, "/tmp/capellm_bench_train_step", steps=args.warmup + args.steps)
     if args.mlp:
@@ -61,7 +63,8 @@ def build(args, fast: bool):
         t0 = time.perf_counter()
         ds.frozen = frozen_features(cfg, model.vision, ds, torch.device("cpu"), args.precision)
         pool_s = time.perf_counter() - t0
-    return cfg, acc, model, ds, opt, (args.precision if fast else "no"), pool_s
+    batches = epoch_batches(len(ds), cfg, 0, 0, 1)
+    return [cfg, acc, model, ds, opt, args.precision if fast else "no", batches, [0]], pool_s
 
 
 def run_steps(state, n: int) -> float:
@@ -98,15 +101,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     from capellm import synth
-    from capellm.train import epoch_batches
 
     if not synth.is_complete(args.data):
         synth.generate(args.data, seed=0)
     states, pool_s = {}, 0.0
     for name, fast in (("before", False), ("after", True)):
-        cfg, acc, model, ds, opt, precision, pool_s = build(args, fast)
-        batches = epoch_batches(len(ds), cfg, 0, 0, 1)
-        states[name] = [cfg, acc, model, ds, opt, precision, batches, [0]]
+        states[name], pool_s = build(args, fast)
         run_steps(states[name], args.warmup)
     times = {k: 0.0 for k in states}
     for _ in range(args.rounds):

@@ -111,12 +111,10 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
 
     from benchmarks.train_step import build, run_steps
-    from capellm.train import epoch_batches
 
     bench = argparse.Namespace(data=args.data, steps=1, warmup=0, mlp=0, question="", precision="bf16")
-    cfg, acc, model, ds, opt, precision, _ = build(bench, True)
-    batches = epoch_batches(len(ds), cfg, 0, 0, 1)
-    state = [cfg, acc, model, ds, opt, precision, batches, [0]]
+    state, _ = build(bench, True)
+    cfg, model, ds, batches = state[0], state[2], state[3], state[6]
     run_steps(state, 5)                                                  # warm-up
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}, demo preset, batch {cfg.train.batch_size}")
     split = profile_split(state, args.steps)

@@ -35,7 +35,6 @@ def main(argv=None) -> int:
 
     import capellm.demo
     from benchmarks.train_step import build, run_steps
-    from capellm.train import epoch_batches
 
     states = {}
     for v in args.variants:
@@ -49,8 +48,7 @@ def main(argv=None) -> int:
 
         bench = argparse.Namespace(data=args.data, steps=1, warmup=0, mlp=int(mlp), question="", precision="bf16")
         with mock.patch.object(capellm.demo, "demo_config", config):
-            cfg, acc, model, ds, opt, precision, _ = build(bench, True)
-        state = [cfg, acc, model, ds, opt, precision, epoch_batches(len(ds), cfg, 0, 0, 1), [0]]
+            state, _ = build(bench, True)
         run_steps(state, 5)                                   # warm-up
         states[v] = (int(batch), state)
     rates = {v: [] for v in states}
