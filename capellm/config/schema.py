@@ -164,6 +164,7 @@ class LLMConfig:
     random_config: dict = field(default_factory=dict)  # HF config kwargs when name_or_path="random"
     tokenizer: str = ""             # "" = same as name_or_path; "char"; "bpe:<vocab>[:<digits>]" trained
     prompt_format: str = "auto"     # chat markers: auto | chatml | llama3 | mistral | vicuna | plain
+    fuse_fixed_tokens: bool = False  # a trained BPE also spells "\nA:", "[0.", ",0." ... as one token each
     mode: str = "lora"              # frozen | lora | full
     lora: LoRAConfig = field(default_factory=lambda: LoRAConfig(targets=("q_proj", "v_proj")))
     gradient_checkpointing: bool = False  # trade compute for activation memory (8B on 24 GB)
@@ -183,6 +184,9 @@ class LLMConfig:
         _check(not self.tokenizer.startswith("bpe:") or re.fullmatch(r"bpe:\d+(:[123])?", self.tokenizer) is not None,
                f"model.llm.tokenizer '{self.tokenizer}': a trained BPE tokenizer is 'bpe:<vocab size>' or "
                f"'bpe:<vocab size>:<digits per number token, 1-3>'")
+        _check(not self.fuse_fixed_tokens or self.tokenizer.startswith("bpe:"),
+               f"model.llm.fuse_fixed_tokens needs a tokenizer trained on the data (model.llm.tokenizer "
+               f"'bpe:<vocab size>'), got '{self.tokenizer}': a pretrained LLM's tokenizer is its own")
 
 
 @dataclass
