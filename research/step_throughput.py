@@ -3,11 +3,13 @@
 Builds one demo training state per variant (`benchmarks/train_step.py`'s current path: bf16 on a
 CPU with bf16 units, the frozen-feature pool built once) and times them interleaved, round by
 round (A B C A B C ...), so a change in machine load hits all alike; prints the median samples/s
-of the rounds and each round's value. A variant is BATCH/TOKENIZER/MLP:
+of the rounds and each round's value. A variant is BATCH/TOKENIZER/MLP, optionally /plain (the
+fixed strings around answers not fused into single tokens: model.llm.fuse_fixed_tokens false):
 
     python research/step_throughput.py --data data/synth 16/bpe:1000/384 16/bpe:1000:2/384 32/bpe:1000:2/384
+    python research/step_throughput.py --data data/synth 16/bpe:1000/384/plain 16/bpe:1000/384
 
-The answers are in research/demo_reading.md, section 9.
+The answers are in research/demo_reading.md, sections 9 and 11.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("variants", nargs="+", help="BATCH/TOKENIZER/MLP, e.g. 32/bpe:1000:2/384")
+    p.add_argument("variants", nargs="+", help="BATCH/TOKENIZER/MLP[/plain], e.g. 32/bpe:1000:2/384")
     p.add_argument("--data", default="data/synth")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--samples", type=int, default=480, help="samples per variant and round")
@@ -38,12 +40,13 @@ def main(argv=None) -> int:
 
     states = {}
     for v in args.variants:
-        batch, tokenizer, mlp = v.split("/")
+        batch, tokenizer, mlp, *plain = v.split("/")
         base = capellm.demo.demo_config
 
-        def config(*a, _b=int(batch), _t=tokenizer, **k):
+        def config(*a, _b=int(batch), _t=tokenizer, _fuse=plain != ["plain"], **k):
             cfg = base(*a, **k)
             cfg.train.batch_size, cfg.model.llm.tokenizer = _b, _t
+            cfg.model.llm.fuse_fixed_tokens = _fuse
             return cfg
 
         bench = argparse.Namespace(data=args.data, steps=1, warmup=0, mlp=int(mlp), question="", precision="bf16")

@@ -88,8 +88,8 @@ def _demo() -> RunConfig:
     # from scratch (docs/demo.md); answers have 2 decimals (1/100 of the crop is finer than a
     # 64 px crop's pixel). The frozen encoder's features of 4 augmented crops per instance are
     # computed once (train.frozen_features), AdamW's beta2 is 0.95. The trained tokenizer spells
-    # the fixed strings around each answer as single tokens ("\nA:", "[0.", ",0."): 20 tokens
-    # fewer a conversation.
+    # the fixed strings around each answer with the digits next to them as single tokens ("\nA:",
+    # "[0.", ",0.", "7]"): 24 tokens fewer a conversation.
     cfg = RunConfig()
     cfg.model.vision = VisionConfig(name_or_path="random", random_config=dict(DEMO_VISION), mode="frozen")
     cfg.model.llm = LLMConfig(name_or_path="random", random_config=dict(DEMO_LLM), tokenizer="bpe:1000",

@@ -135,15 +135,21 @@ class PromptFormat:
         found = (self.image_prefix, self.prefix, self.user_start, self.user_end, self.assistant_start, self.turn_sep)
         return tuple(dict.fromkeys(m for m in found if len(m) > 1))
 
-    def fused(self, decimals: int) -> tuple[str, ...]:
+    def fused(self, decimals: int, digits: int = 1) -> tuple[str, ...]:
         """The fixed strings a tokenizer trained for this format may also hold as one token each
         (`model.llm.fuse_fixed_tokens`): the end of a question with the assistant marker after it
-        ("\nA:"), and each coordinate's integer digit with the characters around it ("[0.",
-        ",0.", for all ten digits, so the digit stays a choice among ten tokens and the answer
-        grammar holds). A k = 4 answer conversation of the demo is 20 tokens shorter."""
+        ("\nA:"), each coordinate's integer digit with the characters around it ("[0.", ",0."),
+        and, where numbers are spelt digit by digit at the end (`digits` per number token), the
+        last digit with the closing bracket ("7]"). Every digit value has its token, so a fused
+        digit stays a choice among ten tokens and the answer grammar holds. A k = 4 conversation
+        of the demo is 24 tokens shorter."""
         joined = self.user_end + self.assistant_start
-        numbers = tuple(f"{c}{d}." for c in "[," for d in "0123456789") if decimals > 0 else ()
-        return ((joined,) if len(joined) > 1 else ()) + numbers
+        fused = [joined] if len(joined) > 1 else []
+        if decimals > 0:
+            fused += [f"{c}{d}." for c in "[," for d in "0123456789"]
+            if (decimals % digits or digits) == 1:
+                fused += [f"{d}]" for d in "0123456789"]
+        return tuple(fused)
 
     @classmethod
     def preset(cls, name: str, tokenizer=None) -> "PromptFormat":
@@ -176,7 +182,10 @@ def tokenizer_markers(llm, decimals: int) -> tuple[str, ...]:
     format's markers, and with `llm.fuse_fixed_tokens` the fixed strings around the answers of
     `decimals` decimals (PromptFormat.fused)."""
     fmt = PromptFormat.preset(llm.prompt_format)
-    return fmt.markers() + (fmt.fused(decimals) if llm.fuse_fixed_tokens else ())
+    if not llm.fuse_fixed_tokens:
+        return fmt.markers()
+    _, _, digits = llm.tokenizer[4:].partition(":")
+    return fmt.markers() + fmt.fused(decimals, int(digits or 1))
 
 
 def detect_format(tokenizer) -> str:
