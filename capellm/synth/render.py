@@ -50,12 +50,15 @@ TEXTURED = {"body", "body2"}
 
 
 def _shade(rgb, side: str, lum: float) -> tuple[int, int, int]:
-    c = np.asarray(rgb, float) * lum
-    if side == "L":  # the object's own left is drawn darker ...
-        c = c * 0.62
-    elif side == "R":  # ... and its right lighter: a marker so sides can be read from the image
-        c = c + (255 - c) * 0.18
-    return tuple(int(v) for v in np.clip(c, 0, 255))
+    out = []
+    for v in rgb:  # in Python floats: numpy's float64 arithmetic without its per-call cost
+        c = float(v) * lum
+        if side == "L":  # the object's own left is drawn darker ...
+            c = c * 0.62
+        elif side == "R":  # ... and its right lighter: a marker so sides can be read from the image
+            c = c + (255 - c) * 0.18
+        out.append(int(min(max(c, 0.0), 255.0)))
+    return tuple(out)
 
 
 def _lowfreq(rng, S: int, cells: int) -> np.ndarray:
