@@ -6,8 +6,8 @@ own process, one after the other, and reports each stage's wall time:
 
   before   the demo as it was: 6,000 steps, the long question ("Where is the {keypoint} of the
            object in this image?"), float32 (pre-training too), the single-tensor AdamW, no image
-           cache, every sample cropped and encoded afresh, turn markers spelt in several tokens,
-           the LLM initialised at std 0.02 and AdamW's beta2 0.999 (the generator's PNG level and
+           cache, every sample cropped and encoded afresh, turn markers and the fixed strings
+           around answers spelt in several tokens, the LLM initialised at std 0.02 and AdamW's beta2 0.999 (the generator's PNG level and
            pre-training's batched loss are today's in both)
   after    today's demo preset and library defaults
 
@@ -45,6 +45,7 @@ def run_path(path: str, steps: int, work: str) -> dict:
         from capellm.data.instructions import PromptFormat
 
         mock.patch.object(PromptFormat, "markers", lambda self: ()).start()
+        cfg.model.llm.fuse_fixed_tokens = False
         cfg.train.frozen_features = 0
         cfg.train.betas = (0.9, 0.999)
         cfg.model.llm.random_config = {**cfg.model.llm.random_config, "initializer_range": 0.02}

@@ -5,12 +5,15 @@ one process, interleaved (A B A B ...) so that a change in machine load hits the
 
   before   what `capellm train` did before: the single-tensor AdamW torch picks by itself on the
            CPU, every training image decoded again for every sample (no image cache), float32,
-           every sample cropped and encoded afresh, turn markers spelt in several BPE tokens.
+           every sample cropped and encoded afresh, turn markers and the fixed strings around
+           answers spelt in several BPE tokens.
   after    what it does now: fused AdamW, decoded images cached (data.image_cache_mb), the
            precision `train.mixed_precision` gives (float32 unless --precision says otherwise;
-           bf16 on the CPU also runs attention as matrix products), one token per turn marker,
-           and the frozen encoder's features of the preset's `train.frozen_features` pool, built
-           once before the timed steps (its time is printed apart).
+           bf16 on the CPU also runs attention as matrix products), one token per turn marker
+           and per fixed string around an answer with the digit next to it
+           (model.llm.fuse_fixed_tokens), and the frozen encoder's features of the preset's
+           `train.frozen_features` pool, built once before the timed steps (its time is printed
+           apart).
 
 Each path is timed over --steps optimiser steps after --warmup steps, data loading included
 (the loop of capellm.train: sample -> crop or pool -> collate -> forward -> backward -> clip ->
@@ -48,6 +51,7 @@ def build(args, fast: bool) -> tuple[list, float]:
         cfg.model.instruction = replace(cfg.model.instruction, question=args.question)
     cfg.train.encoder_pretrain = replace(cfg.train.encoder_pretrain, steps=0)
     cfg.train.mixed_precision = "no"     # one accelerate state per process: autocast is ours below
+    cfg.model.llm.fuse_fixed_tokens = fast and cfg.model.llm.fuse_fixed_tokens
     acc = make_accelerator(cfg)
     torch.manual_seed(0)
     # before: the format's turn markers are not tokens of their own
