@@ -85,8 +85,9 @@ def run(cfg, data: str, split: int = 1, preset_name: str = "demo", pictures: int
     t = time.time()
     say("[3/4] evaluating on the unseen test categories ...")
     model = CapeLLM.from_pretrained(final)
-    result = evaluate(model, test_data, test_cats, cfg.eval)
-    reliance = wrong_image_pck(model, test_data, test_cats, cfg.eval)
+    own: dict = {}
+    result = evaluate(model, test_data, test_cats, cfg.eval, predictions=own)
+    reliance = wrong_image_pck(model, test_data, test_cats, cfg.eval, own=own)
     labels = category_labels(test_data, test_cats)
     mean_pos = MeanPositionBaseline(cfg.model.crop).fit(train_data.instances, train_cats)
     baselines = {

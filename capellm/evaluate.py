@@ -109,9 +109,12 @@ def coco_record(inst: Instance, pred: Prediction) -> dict:
 
 
 def evaluate(model: CapeLLM, dataset: KeypointDataset, categories: dict[int, Category], cfg: EvalConfig,
-             accelerator=None, progress: bool = True, coco: dict | None = None) -> dict:
+             accelerator=None, progress: bool = True, coco: dict | None = None,
+             predictions: dict | None = None) -> dict:
     """PCK per category and overall. Returns the metrics dict (see capellm.metrics). coco: a dict
-    that receives, per decoding, the predictions in the COCO keypoint results format."""
+    that receives, per decoding, the predictions in the COCO keypoint results format.
+    predictions: a dict that receives this process's Prediction of each instance by annotation id
+    (the top-level decoding's; for `wrong_image_pck`, which then need not predict them again)."""
     instances = dataset.instances if cfg.max_instances < 0 else dataset.instances[:cfg.max_instances]
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     mine = list(range(rank, len(instances), world))
@@ -120,6 +123,8 @@ def evaluate(model: CapeLLM, dataset: KeypointDataset, categories: dict[int, Cat
     preds = predict_instances(model, [instances[i] for i in mine], categories, cfg.batch_size, cfg.mode,
                               progress and rank == 0, tuple(names))
     labels = category_labels(dataset, categories)
+    if predictions is not None:
+        predictions.update((instances[i].ann_id, p) for i, p in zip(mine, preds[names[0]]) if p is not None)
     results = {}
     failed = []
     for d in names:
@@ -192,14 +197,16 @@ def image_reliance(model: CapeLLM, dataset: KeypointDataset, categories: dict[in
 
 @torch.no_grad()
 def wrong_image_pck(model: CapeLLM, dataset: KeypointDataset, categories: dict[int, Category], cfg: EvalConfig,
-                    per_category: int = 50, threshold: float = 0.2) -> dict:
+                    per_category: int = 50, threshold: float = 0.2, own: dict | None = None) -> dict:
     """Does the model read the image? PCK of the model on each instance with its own crop, and
     again with the crop of ANOTHER instance of the same category in its place: same question,
     same box (the answer is mapped back through the instance's own crop), only the pixels differ.
     A model that answers from the keypoint's name alone scores the same twice; one that reads the
     picture loses what it read. Up to `per_category` instances of each category are used (the
-    first ones, each paired with the next one of its category). Returns {"own", "other", "drop",
-    "instances", "threshold"} (PCK at `threshold`, fractions)."""
+    first ones, each paired with the next one of its category). `own`: Predictions with each
+    instance's own crop by annotation id, already made (`evaluate(..., predictions=own)`); the
+    instances it lacks are predicted here. Returns {"own", "other", "drop", "instances",
+    "threshold"} (PCK at `threshold`, fractions)."""
     from dataclasses import replace as dc_replace
 
     from capellm.metrics import instance_pck
@@ -213,8 +220,15 @@ def wrong_image_pck(model: CapeLLM, dataset: KeypointDataset, categories: dict[i
         cats = [categories[x.category_id] for x in insts]
         for i in range(0, len(insts), cfg.batch_size):
             sl = slice(i, i + cfg.batch_size)
-            for scores, batch in ((own_scores, crops[sl]), (other_scores, swapped[sl])):
-                for x, p in zip(insts[sl], model.predict_crops(batch, cats[sl], mode=cfg.mode)):
+            given = [own.get(x.ann_id) for x in insts[sl]] if own is not None else [None] * len(insts[sl])
+            todo = [j for j, p in enumerate(given) if p is None]
+            if todo:
+                made = model.predict_crops([crops[sl][j] for j in todo], [cats[sl][j] for j in todo], mode=cfg.mode)
+                for j, p in zip(todo, made):
+                    given[j] = p
+            others = model.predict_crops(swapped[sl], cats[sl], mode=cfg.mode)
+            for scores, preds in ((own_scores, given), (other_scores, others)):
+                for x, p in zip(insts[sl], preds):
                     scores.append(instance_pck(p.keypoints, x.keypoints, x.visible, x.bbox, threshold))
     if not own_scores:
         raise ValueError(f"{dataset.path}: no category with two instances to swap images between")

@@ -198,6 +198,15 @@ def test_wrong_image_pck_pairs_each_instance_with_another_of_its_category():
     assert reliance_sentence(reads).endswith("the model reads the image.")
     assert reliance_sentence(blind).endswith("not from the image.")
     assert "goes from 100.0 to 0.0 (-100.0 points on 4 instances)" in reliance_sentence(reads)
+    # the own-image predictions an evaluation already made are used, not made again: given three
+    # of them (answering far off, so that their use shows), only the fourth is predicted
+    reader, asked = Reader(True), []
+    predict = reader.predict_crops
+    reader.predict_crops = lambda crops, cats, mode="single": asked.append(len(crops)) or predict(crops, cats, mode)
+    far = {i: Prediction(["dot"], np.array([[-99.0, -99.0]]), np.ones(1), [""], {}) for i in (0, 1, 2)}
+    reused = wrong_image_pck(reader, ds, {1: cat}, EvalConfig(batch_size=3), own=far)
+    assert (reused["own"], reused["other"]) == (0.25, 0.0)
+    assert sum(asked) == 4 + 1          # the 4 swapped crops, and instance 3's own
 
 
 def test_pretrained_llm_study_is_smollm2_with_lora_and_descriptions_on_and_off(tmp_path):
