@@ -97,7 +97,7 @@ def _demo() -> RunConfig:
     cfg.model.crop = CropConfig(input_size=64, augment=True, scale_range=(0.85, 1.15), max_rotation=15.0,
                                 rotation_prob=0.5)
     cfg.model.instruction = InstructionConfig(description=False, category_name=False, decimals=2, question="{keypoint}")
-    cfg.train = TrainConfig(out_dir="runs/demo", epochs=100, max_steps=6000, batch_size=16, grad_accum=1,
+    cfg.train = TrainConfig(out_dir="runs/demo", epochs=100, max_steps=5000, batch_size=16, grad_accum=1,
                             lr=1e-3, betas=(0.9, 0.95), warmup_ratio=0.03, log_every=20, save_every=200,
                             frozen_features=4, encoder_pretrain=EncoderPretrainConfig(steps=600))
     cfg.eval = EvalConfig(batch_size=32)
