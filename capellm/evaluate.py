@@ -220,7 +220,7 @@ def wrong_image_pck(model: CapeLLM, dataset: KeypointDataset, categories: dict[i
         cats = [categories[x.category_id] for x in insts]
         for i in range(0, len(insts), cfg.batch_size):
             sl = slice(i, i + cfg.batch_size)
-            given = [own.get(x.ann_id) for x in insts[sl]] if own is not None else [None] * len(insts[sl])
+            given = [(own or {}).get(x.ann_id) for x in insts[sl]]
             todo = [j for j, p in enumerate(given) if p is None]
             if todo:
                 made = model.predict_crops([crops[sl][j] for j in todo], [cats[sl][j] for j in todo], mode=cfg.mode)
