@@ -7,8 +7,9 @@ own process, one after the other, and reports each stage's wall time:
   before   the demo as it was: 6,000 steps, the long question ("Where is the {keypoint} of the
            object in this image?"), float32 (pre-training too), the single-tensor AdamW, no image
            cache, every sample cropped and encoded afresh, turn markers and the fixed strings
-           around answers spelt in several tokens, the LLM initialised at std 0.02 and AdamW's beta2 0.999 (the generator's PNG level and
-           pre-training's batched loss are today's in both)
+           around answers spelt in several tokens, the LLM initialised at std 0.02 and AdamW's
+           beta2 0.999 (the generator's PNG level and pre-training's batched loss are today's in
+           both)
   after    today's demo preset and library defaults
 
 --steps gives both trainings the same number of steps (the default: each path's own, 6,000 and

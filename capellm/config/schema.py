@@ -188,6 +188,14 @@ class LLMConfig:
                f"model.llm.fuse_fixed_tokens needs a tokenizer trained on the data (model.llm.tokenizer "
                f"'bpe:<vocab size>'), got '{self.tokenizer}': a pretrained LLM's tokenizer is its own")
 
+    def bpe(self) -> tuple[int, int] | None:
+        """(vocabulary size, digits per number token) of a tokenizer trained on the data
+        ("bpe:<vocab>[:<digits>]", digits 1 unless given), or None for any other tokenizer."""
+        if not self.tokenizer.startswith("bpe:"):
+            return None
+        vocab, _, digits = self.tokenizer[4:].partition(":")
+        return int(vocab), int(digits or 1)
+
 
 @dataclass
 class CropConfig:

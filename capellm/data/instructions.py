@@ -184,8 +184,7 @@ def tokenizer_markers(llm, decimals: int) -> tuple[str, ...]:
     fmt = PromptFormat.preset(llm.prompt_format)
     if not llm.fuse_fixed_tokens:
         return fmt.markers()
-    _, _, digits = llm.tokenizer[4:].partition(":")
-    return fmt.markers() + fmt.fused(decimals, int(digits or 1))
+    return fmt.markers() + fmt.fused(decimals, llm.bpe()[1])
 
 
 def detect_format(tokenizer) -> str:

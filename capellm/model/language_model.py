@@ -73,12 +73,11 @@ def build_tokenizer(cfg: LLMConfig, corpus: list[str] | None = None, markers: tu
     """The tokenizer named by cfg.tokenizer: "char", "bpe:<vocab size>[:<digits>]" (trained on
     `corpus`, with the prompt format's `markers` as single tokens and numbers in groups of up to
     `digits` digits, default 1), a hub id or path, or "" for the LLM's own."""
-    if cfg.tokenizer.startswith("bpe:"):
+    if (bpe := cfg.bpe()) is not None:
         if not corpus:
             raise ValueError(f"model.llm.tokenizer='{cfg.tokenizer}' is trained on the training data; "
                              f"build the model through capellm.train (or pass a corpus)")
-        vocab, _, digits = cfg.tokenizer[4:].partition(":")
-        tok = build_bpe_tokenizer(corpus, int(vocab), markers, int(digits or 1))
+        tok = build_bpe_tokenizer(corpus, bpe[0], markers, bpe[1])
     elif cfg.tokenizer == "char":
         tok = build_char_tokenizer()
     else:
