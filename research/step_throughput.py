@@ -41,6 +41,8 @@ def main(argv=None) -> int:
     states = {}
     for v in args.variants:
         batch, tokenizer, mlp, *plain = v.split("/")
+        if plain not in ([], ["plain"]):
+            p.error(f"variant {v!r}: after BATCH/TOKENIZER/MLP only /plain may follow")
         base = capellm.demo.demo_config
 
         def config(*a, _b=int(batch), _t=tokenizer, _fuse=plain != ["plain"], **k):
